@@ -1,0 +1,35 @@
+"""The toolkit's exceptions: one root, each also the built-in a caller would catch."""
+
+from __future__ import annotations
+
+
+class BotrixError(Exception):
+    """Root of every error the toolkit raises on purpose."""
+
+
+class InvalidInputError(BotrixError, ValueError):
+    """An argument is wrong: empty id, unknown status, bad priority, bad job field."""
+
+
+class JobNotFoundError(BotrixError, LookupError):
+    """No job, status or result is stored under that id."""
+
+
+class CorruptJobError(BotrixError, ValueError):
+    """Data found in Redis is not a job the Go service could decode."""
+
+
+class WrongKeyTypeError(BotrixError, TypeError):
+    """A key of the queue holds another Redis type than the queue expects."""
+
+
+class ServerConnectionError(BotrixError, ConnectionError):
+    """The server could not be reached, or the connection dropped."""
+
+
+class ServerTimeoutError(ServerConnectionError, TimeoutError):
+    """The server did not answer within the configured timeout."""
+
+
+class EmbeddedServerError(BotrixError, RuntimeError):
+    """The embedded Valkey server could not be started or found."""

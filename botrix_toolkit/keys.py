@@ -1,0 +1,71 @@
+"""Every Redis key and channel name of a botrix queue, and nothing else.
+
+This is the only module that spells a key. The layout is the Go service's
+(``backend/services/queue.go``), so both can serve one queue at the same time.
+Keys we add (``leases``) live under the same prefix, so a cluster hash tag in
+the prefix (``{botrix:jobs}``) keeps every key of a queue on one node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "botrix:jobs"
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The names of one queue's keys, built from its prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or not isinstance(self.prefix, str):
+            raise ValueError(f"queue prefix must be a non-empty string, got {self.prefix!r}")
+
+    @property
+    def queue(self) -> str:
+        """Sorted set of pending job ids, score ``-priority``."""
+        return f"{self.prefix}:queue"
+
+    @property
+    def processing(self) -> str:
+        """Set of job ids taken by a worker and not yet finished."""
+        return f"{self.prefix}:processing"
+
+    @property
+    def leases(self) -> str:
+        """Sorted set: job id -> server time (ms) its lease was last taken or renewed.
+
+        Not known to the Go service; it is how stalled jobs are found.
+        """
+        return f"{self.prefix}:leases"
+
+    @property
+    def updates(self) -> str:
+        """The pub/sub channel of job events (a channel, not a key)."""
+        return f"{self.prefix}:updates"
+
+    @property
+    def data_prefix(self) -> str:
+        return f"{self.prefix}:data:"
+
+    @property
+    def status_prefix(self) -> str:
+        return f"{self.prefix}:status:"
+
+    @property
+    def results_prefix(self) -> str:
+        return f"{self.prefix}:results:"
+
+    def data(self, job_id: str) -> str:
+        """String: the job as JSON."""
+        return self.data_prefix + job_id
+
+    def status(self, job_id: str) -> str:
+        """String: the job's authoritative status."""
+        return self.status_prefix + job_id
+
+    def results(self, job_id: str) -> str:
+        """String: the job's result as JSON."""
+        return self.results_prefix + job_id
