@@ -342,9 +342,10 @@ class EmbeddedServer:
         while True:
             code = process.poll()
             if code is not None:
+                reason = "" if port_is_free(port) else f": port {port} is in use by another process"
                 raise EmbeddedServerError(
-                    f"valkey-server exited with code {code} while starting on port {port} "
-                    f"(data dir {self.data_dir}){self._log_tail()}"
+                    f"valkey-server exited with code {code} while starting on port {port}"
+                    f"{reason} (log: {self.log_path}){self._log_tail()}"
                 )
             version = self._probe(port, process.pid)
             if version is not None:
@@ -353,7 +354,7 @@ class EmbeddedServer:
                 self._terminate(process.pid, port, timeout=5.0)
                 raise EmbeddedServerError(
                     f"valkey-server pid {process.pid} did not answer PING on port {port} "
-                    f"within {timeout:.0f} s{self._log_tail()}"
+                    f"within {timeout:.0f} s (log: {self.log_path}){self._log_tail()}"
                 )
             time.sleep(0.05)
 
