@@ -1,0 +1,341 @@
+"""Job, JobStatus and Priority: parsing, validation and Go-compatible JSON.
+
+The job JSON is the Go service's ``models.Job`` (see WIRE_FORMAT.md). Reading is
+as strict as Go's ``encoding/json`` on the known fields, because a job that Go
+cannot decode is a job Go's ``DequeueJob`` pops and drops. Unknown fields are
+kept untouched in ``Job.extra`` and written back, so a job written by the Go
+service and requeued by the toolkit loses nothing; time strings that were not
+changed are written back byte for byte (Go keeps nanoseconds, Python does not).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from .errors import CorruptJobError, InvalidInputError
+
+REDACTED = "***"
+SECRET_FIELDS = frozenset({"password"})
+
+# Go's time.Time zero value, which a job built without times carries.
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class Priority(IntEnum):
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+
+    @classmethod
+    def parse(cls, value: Any) -> Priority:
+        """A priority from 0/1/2, a ``Priority`` or ``"low"``/``"normal"``/``"high"``."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                pass
+        # bool is an int in Python; True is not a priority.
+        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
+            return cls(value)
+        raise InvalidInputError(
+            f"priority must be 0, 1, 2 or 'low', 'normal', 'high'; got {value!r}"
+        )
+
+    @classmethod
+    def level_of(cls, value: int) -> Priority:
+        """The level a stored priority counts in: above 2 is high, below 0 is low."""
+        return cls(min(max(int(value), cls.LOW), cls.HIGH))
+
+    @classmethod
+    def label_of(cls, value: int) -> str:
+        return cls.level_of(value).name.lower()
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def parse(cls, value: Any) -> JobStatus:
+        """A status as the Go service accepts it: ``processing`` is stored as ``running``."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "processing":
+                return cls.RUNNING
+            try:
+                return cls(text)
+            except ValueError:
+                pass
+        allowed = ", ".join(s.value for s in cls)
+        raise InvalidInputError(f"status must be one of {allowed} or processing; got {value!r}")
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def validate_job_id(job_id: Any) -> str:
+    """The id as a non-empty string, or an InvalidInputError naming it."""
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidInputError(f"job id must be a non-empty string; got {job_id!r}")
+    return job_id
+
+
+def parse_go_time(text: str) -> datetime | None:
+    """An RFC 3339 time as Go writes it; Go's zero time is None."""
+    if text == GO_ZERO_TIME:
+        return None
+    # fromisoformat reads 'Z', offsets and up to 9 fraction digits (truncated to us).
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {text!r} has no offset")
+    return parsed
+
+
+def format_go_time(moment: datetime | None) -> str:
+    """RFC 3339 as Go's MarshalJSON writes it: 'Z' for UTC, fraction without trailing zeros."""
+    if moment is None:
+        return GO_ZERO_TIME
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    offset = moment.utcoffset()
+    if not offset:
+        return text + "Z"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{text}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# JSON layout of Go's models.Job, in struct order: (name, kind, omitted when empty).
+_INT, _STR, _BOOL, _TIME, _NULLTIME = "int", "str", "bool", "time", "nulltime"
+_GO_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("id", _STR, False),
+    ("created_at", _TIME, False),
+    ("updated_at", _TIME, False),
+    ("deleted_at", _NULLTIME, False),
+    ("count", _INT, False),
+    ("username", _STR, True),
+    ("password", _STR, True),
+    ("status", _STR, False),
+    ("progress", _INT, False),
+    ("successful", _INT, False),
+    ("failed", _INT, False),
+    ("started_at", _NULLTIME, True),
+    ("completed_at", _NULLTIME, True),
+    ("error_msg", _STR, True),
+    ("test_mode", _BOOL, False),
+    ("priority", _INT, False),
+)
+_GO_FIELD_KIND = {name: kind for name, kind, _ in _GO_FIELDS}
+TIME_FIELDS = tuple(name for name, kind, _ in _GO_FIELDS if kind in (_TIME, _NULLTIME))
+
+
+@dataclass
+class Job:
+    """One botrix job, with the Go model's fields and any unknown ones in ``extra``."""
+
+    id: str = ""
+    priority: int = 1  # Priority.NORMAL, as a plain int
+    status: str = JobStatus.PENDING.value
+    count: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    progress: int = 0
+    successful: int = 0
+    failed: int = 0
+    test_mode: bool = False
+    error_msg: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Time strings as read, so unchanged times are written back exactly.
+    _raw_times: dict[str, tuple[datetime | None, str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    # -- reading ---------------------------------------------------------
+    @classmethod
+    def from_wire(cls, raw: bytes | str, job_id: str | None = None) -> Job:
+        """A job from the JSON stored in Redis, decoded by Go's rules.
+
+        Raises CorruptJobError naming the job id and what is wrong.
+        """
+        where = f"job {job_id!r}" if job_id is not None else "job data"
+        try:
+            document = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptJobError(f"{where} is not valid JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise CorruptJobError(
+                f"{where} is JSON {type(document).__name__}, expected an object"
+            )
+        values: dict[str, Any] = {}
+        raw_times: dict[str, tuple[datetime | None, str]] = {}
+        extra: dict[str, Any] = {}
+        for name, value in document.items():
+            kind = _GO_FIELD_KIND.get(name)
+            if kind is None:
+                extra[name] = value
+                continue
+            try:
+                values[name] = _decode_go_value(kind, value)
+            except (TypeError, ValueError) as exc:
+                raise CorruptJobError(f"{where}: field {name!r}: {exc}") from None
+            if kind in (_TIME, _NULLTIME) and isinstance(value, str):
+                raw_times[name] = (values[name], value)
+        if not values.get("id"):
+            raise CorruptJobError(f"{where} has no id")
+        job = cls(**values, extra=extra)
+        job._raw_times = raw_times
+        return job
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> Job:
+        """A job from user input: priority labels, datetimes or RFC 3339 strings.
+
+        Missing id: a uuid4 is made. Raises InvalidInputError naming the field.
+        """
+        if isinstance(mapping, Job):
+            return mapping
+        if not isinstance(mapping, Mapping):
+            raise InvalidInputError(
+                f"a job must be a Job or a mapping; got {type(mapping).__name__}"
+            )
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(mapping.get("extra") or {})
+        for name, value in mapping.items():
+            if name == "extra" or (name == "id" and value is None):
+                continue
+            if name == "id":
+                values[name] = validate_job_id(value)
+            elif name == "priority":
+                values[name] = int(Priority.parse(value))
+            elif name == "status":
+                values[name] = JobStatus.parse(value).value
+            elif name in _GO_FIELD_KIND:
+                values[name] = _coerce_user_value(name, _GO_FIELD_KIND[name], value)
+            else:
+                _check_json_value(name, value)
+                extra[name] = value
+        job = cls(**values, extra=extra)
+        if not job.id:
+            job.id = str(uuid.uuid4())
+        return job
+
+    # -- writing ---------------------------------------------------------
+    def to_wire_dict(self) -> dict[str, Any]:
+        """The job as Go's encoding/json would write it (struct order, omitempty)."""
+        document: dict[str, Any] = {}
+        for name, kind, omit_empty in _GO_FIELDS:
+            value = getattr(self, name)
+            if kind in (_TIME, _NULLTIME):
+                raw = self._raw_times.get(name)
+                if raw is not None and raw[0] == value:
+                    document[name] = raw[1]
+                    continue
+                if value is None:
+                    if kind == _NULLTIME:
+                        if not omit_empty:
+                            document[name] = None
+                        continue
+                    document[name] = GO_ZERO_TIME
+                    continue
+                document[name] = format_go_time(value)
+                continue
+            if omit_empty and not value:
+                continue
+            document[name] = value
+        for name, value in self.extra.items():
+            document.setdefault(name, value)
+        return document
+
+    def to_json(self) -> str:
+        """Go-compatible JSON text of the job."""
+        return json.dumps(self.to_wire_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        """A flat dict of every field (unknown ones too); secrets redacted by default."""
+        document = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        extra = document.pop("extra")
+        for name, value in extra.items():
+            document.setdefault(name, value)
+        if redact:
+            for name in SECRET_FIELDS:
+                if document.get(name):
+                    document[name] = REDACTED
+        return document
+
+    @property
+    def priority_level(self) -> Priority:
+        return Priority.level_of(self.priority)
+
+
+def _decode_go_value(kind: str, value: Any) -> Any:
+    """A JSON value of a known field, checked as Go's decoder checks it."""
+    if kind in (_NULLTIME, _TIME) and value is None:
+        # Go leaves a time unchanged on null: the zero time, or nil for a pointer.
+        return None
+    if kind == _INT:
+        if value is None:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {json.dumps(value)[:40]}")
+        return value
+    if kind == _STR:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {json.dumps(value)[:40]}")
+        return value
+    if kind == _BOOL:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise TypeError(f"expected a boolean, got {json.dumps(value)[:40]}")
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected an RFC 3339 time string, got {json.dumps(value)[:40]}")
+    return parse_go_time(value)
+
+
+def _coerce_user_value(name: str, kind: str, value: Any) -> Any:
+    try:
+        if kind in (_TIME, _NULLTIME):
+            if value is None or isinstance(value, datetime):
+                if value is not None and value.tzinfo is None:
+                    raise ValueError("a datetime needs a timezone")
+                return value
+            return _decode_go_value(kind, value)
+        return _decode_go_value(kind, value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"job field {name!r}: {exc}") from None
+
+
+def _check_json_value(name: str, value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"job field {name!r} is not JSON-serialisable: {exc}") from None

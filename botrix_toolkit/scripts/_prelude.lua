@@ -1,0 +1,44 @@
+-- Shared helpers, prepended to every script of this folder when it is loaded
+-- (scripting.py). Keep it to pure functions: no key is named here.
+
+-- Refuses to touch a key that holds another type, naming it: a SET would
+-- silently destroy whatever was there, and a failed call mid-script cannot be
+-- rolled back, so every script checks its keys before its first write.
+local function expect_type(key, wanted)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= wanted then
+    error({err = 'WRONGTYPE key ' .. key .. ' holds a ' .. found .. ', expected a ' .. wanted})
+  end
+end
+
+-- Server time, so that leases taken by workers on different machines compare.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function now_s()
+  return tonumber(redis.call('TIME')[1])
+end
+
+-- An event message exactly as the Go service writes it; `extra` is a JSON
+-- fragment (',"priority":2') appended to the data object, or nil.
+local function publish(channel, event, job_id, ts, status, extra)
+  local id = cjson.encode(job_id)
+  local data = '{"job_id":' .. id .. ',"status":' .. cjson.encode(status) .. (extra or '') .. '}'
+  redis.call('PUBLISH', channel,
+    '{"event":"' .. event .. '","job_id":' .. id .. ',"timestamp":' .. ts .. ',"data":' .. data .. '}')
+end
+
+local function priority_field(priority)
+  return ',"priority":' .. priority
+end
+
+local function error_field(message)
+  if message == nil or message == '' then return nil end
+  return ',"error":' .. cjson.encode(message)
+end
+
+local function is_final(status)
+  return status == 'completed' or status == 'failed' or status == 'cancelled'
+end

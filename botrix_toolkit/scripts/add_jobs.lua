@@ -1,0 +1,34 @@
+-- add_jobs: Go's AddJob for one or many jobs, atomically per call.
+--
+-- For each job: SET data EX ttl; SET status pending EX ttl; publish
+-- status_updated(pending); ZADD queue -priority id; publish job_added.
+-- Unlike Go, the queue key gets no EXPIRE (defect 2 of WIRE_FORMAT.md).
+--
+-- KEYS[1]        queue (sorted set)
+-- KEYS[2i]       data:<id of job i>      (string)
+-- KEYS[2i+1]     status:<id of job i>    (string)
+-- ARGV[1]        ttl in seconds of data and status
+-- ARGV[2]        updates channel
+-- ARGV[3i]       id of job i
+-- ARGV[3i+1]     job JSON of job i
+-- ARGV[3i+2]     priority of job i (integer)
+-- Returns the number of jobs added, or a WRONGTYPE error before any write.
+local queue, ttl, channel = KEYS[1], ARGV[1], ARGV[2]
+local jobs = (#KEYS - 1) / 2
+
+expect_type(queue, 'zset')
+for i = 1, jobs do
+  expect_type(KEYS[2 * i], 'string')
+  expect_type(KEYS[2 * i + 1], 'string')
+end
+
+local ts = now_s()
+for i = 1, jobs do
+  local id, body, priority = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+  redis.call('SET', KEYS[2 * i], body, 'EX', ttl)
+  redis.call('SET', KEYS[2 * i + 1], 'pending', 'EX', ttl)
+  publish(channel, 'status_updated', id, ts, 'pending')
+  redis.call('ZADD', queue, -tonumber(priority), id)
+  publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
+end
+return jobs

@@ -1,0 +1,71 @@
+-- claim_jobs: Go's DequeueJob for up to n jobs, atomically.
+--
+-- Pops ids in dequeue order (lowest score, i.e. highest priority, first) and
+-- for each one whose data exists: SADD processing; a lease at server time;
+-- SET status running EX ttl; publish status_updated(running).
+-- Ids whose data expired (orphans) are dropped from the queue and reported
+-- with a job_orphan_removed event; ids whose status is already final are
+-- dropped silently; ids whose keys hold the wrong type are set aside as
+-- failed with the reason. None of these is handed out. Go loses a claimed job
+-- when it crashes between ZPOPMIN and SADD; here both happen in one script.
+--
+-- The ids are not known before the pop, so this is the one script that forms
+-- job keys itself, from prefixes that keys.py passes in ARGV.
+--
+-- KEYS[1]  queue (sorted set)
+-- KEYS[2]  processing (set)
+-- KEYS[3]  leases (sorted set: id -> lease time in ms)
+-- ARGV[1]  data key prefix ("<prefix>:data:")
+-- ARGV[2]  status key prefix ("<prefix>:status:")
+-- ARGV[3]  n, the most jobs to claim
+-- ARGV[4]  ttl in seconds of the status key
+-- ARGV[5]  updates channel
+-- ARGV[6]  the most ids to pop in this call (bounds the time spent on orphans)
+-- Returns {claimed, skipped, set_aside}: claimed is a flat list id, data,
+-- id, data...; skipped the number of orphans and finished ids dropped;
+-- set_aside a flat list id, reason of jobs failed for wrong key types.
+local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local data_prefix, status_prefix = ARGV[1], ARGV[2]
+local wanted, ttl, channel, max_pops = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+
+expect_type(queue, 'zset')
+expect_type(processing, 'set')
+expect_type(leases, 'zset')
+
+local claimed, set_aside, skipped, pops = {}, {}, 0, 0
+local ts, now = now_s(), now_ms()
+while #claimed < 2 * wanted and pops < max_pops do
+  local popped = redis.call('ZPOPMIN', queue)
+  if #popped == 0 then break end
+  pops = pops + 1
+  local id = popped[1]
+  local status_key = status_prefix .. id
+  local data = redis.pcall('GET', data_prefix .. id)
+  local status = redis.pcall('GET', status_key)
+  if type(status) == 'table' and status.err then
+    -- The status key is not ours to overwrite: report and leave it.
+    table.insert(set_aside, id)
+    table.insert(set_aside, 'status key ' .. status_key .. ' is not a string')
+    publish(channel, 'job_failed', id, ts, 'failed', error_field('status key is not a string'))
+  elseif type(data) == 'table' and data.err then
+    local reason = 'data key ' .. data_prefix .. id .. ' is not a string'
+    redis.call('SET', status_key, 'failed', 'EX', ttl)
+    publish(channel, 'status_updated', id, ts, 'failed', error_field(reason))
+    publish(channel, 'job_failed', id, ts, 'failed', error_field(reason))
+    table.insert(set_aside, id)
+    table.insert(set_aside, reason)
+  elseif not data then
+    skipped = skipped + 1
+    publish(channel, 'job_orphan_removed', id, ts, status or '', error_field('job data expired'))
+  elseif status and is_final(status) then
+    skipped = skipped + 1
+  else
+    redis.call('SADD', processing, id)
+    redis.call('ZADD', leases, now, id)
+    redis.call('SET', status_key, 'running', 'EX', ttl)
+    publish(channel, 'status_updated', id, ts, 'running')
+    table.insert(claimed, id)
+    table.insert(claimed, data)
+  end
+end
+return {claimed, skipped, set_aside}

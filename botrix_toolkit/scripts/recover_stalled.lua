@@ -1,0 +1,95 @@
+-- recover_stalled: puts back in the queue every job held longer than the
+-- timeout (the Go service has no recovery: defect 5 of WIRE_FORMAT.md).
+--
+-- A job in processing without a lease (taken by the Go service, which keeps
+-- none) gets one now, so it is recovered once it has been seen held for the
+-- timeout. A stalled job: SREM processing, ZREM leases, EXPIRE data ttl,
+-- publish job_recovered, then AddJob's writes and events with its stored
+-- priority. A stalled job whose data expired or is not JSON cannot be
+-- served again: it is failed with the reason. Leases of jobs no longer in
+-- processing are dropped.
+--
+-- The ids come from the processing set, so this script forms job keys from
+-- the prefixes that keys.py passes in ARGV.
+--
+-- KEYS[1]  queue (sorted set)
+-- KEYS[2]  processing (set)
+-- KEYS[3]  leases (sorted set: id -> lease time in ms)
+-- ARGV[1]  data key prefix
+-- ARGV[2]  status key prefix
+-- ARGV[3]  timeout in ms
+-- ARGV[4]  ttl in seconds of data and status
+-- ARGV[5]  updates channel
+-- Returns {recovered ids, flat list id, reason of jobs failed instead}.
+local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local data_prefix, status_prefix = ARGV[1], ARGV[2]
+local timeout, ttl, channel = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+
+expect_type(queue, 'zset')
+expect_type(processing, 'set')
+expect_type(leases, 'zset')
+
+local now, ts = now_ms(), now_s()
+local recovered, failed = {}, {}
+
+local function stored_priority(data)
+  local ok, job = pcall(cjson.decode, data)
+  if not ok or type(job) ~= 'table' then return nil end
+  local priority = tonumber(job['priority'] or 0)
+  if priority == nil or priority ~= math.floor(priority) then return nil end
+  return priority
+end
+
+local function writable(key)
+  local found = redis.call('TYPE', key)['ok']
+  return found == 'string' or found == 'none'
+end
+
+local function fail(id, status_key, reason)
+  if not writable(status_key) then
+    reason = reason .. '; status key is not a string'
+  else
+    redis.call('SET', status_key, 'failed', 'EX', ttl)
+    publish(channel, 'status_updated', id, ts, 'failed', error_field(reason))
+  end
+  publish(channel, 'job_failed', id, ts, 'failed', error_field(reason))
+  table.insert(failed, id)
+  table.insert(failed, reason)
+end
+
+for _, id in ipairs(redis.call('SMEMBERS', processing)) do
+  local leased_at = redis.call('ZSCORE', leases, id)
+  if not leased_at then
+    redis.call('ZADD', leases, now, id)
+  elseif now - tonumber(leased_at) >= timeout then
+    redis.call('SREM', processing, id)
+    redis.call('ZREM', leases, id)
+    local data_key, status_key = data_prefix .. id, status_prefix .. id
+    local data = redis.pcall('GET', data_key)
+    if type(data) ~= 'string' then
+      fail(id, status_key, data and 'data key is not a string' or 'job data expired')
+    else
+      local priority = stored_priority(data)
+      if priority == nil then
+        fail(id, status_key, 'job data is not a JSON object with an integer priority')
+      elseif writable(status_key) then
+        redis.call('EXPIRE', data_key, ttl)
+        publish(channel, 'job_recovered', id, ts, 'pending', priority_field(priority))
+        redis.call('SET', status_key, 'pending', 'EX', ttl)
+        publish(channel, 'status_updated', id, ts, 'pending')
+        redis.call('ZADD', queue, -priority, id)
+        publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
+        table.insert(recovered, id)
+      else
+        fail(id, status_key, 'stalled job cannot be put back')
+      end
+    end
+  end
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now - timeout)) do
+  if redis.call('SISMEMBER', processing, id) == 0 then
+    redis.call('ZREM', leases, id)
+  end
+end
+return {recovered, failed}

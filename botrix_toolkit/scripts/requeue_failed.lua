@@ -1,0 +1,42 @@
+-- requeue_failed: Go's FailJob with requeue, atomically.
+--
+-- UpdateJobStatus(failed) (SET status failed, publish status_updated(failed),
+-- ZREM queue, SREM processing), then AddJob of the job with its priority
+-- lowered by one (SET data, SET status pending, publish
+-- status_updated(pending), ZADD queue, publish job_added). No job_failed is
+-- published, as in Go.
+--
+-- KEYS[1]  queue (sorted set)
+-- KEYS[2]  processing (set)
+-- KEYS[3]  leases (sorted set)
+-- KEYS[4]  status:<id> (string)
+-- KEYS[5]  data:<id> (string)
+-- ARGV[1]  job id
+-- ARGV[2]  the job JSON to store (priority already lowered)
+-- ARGV[3]  the new priority (integer)
+-- ARGV[4]  ttl in seconds of data and status
+-- ARGV[5]  updates channel
+-- ARGV[6]  error message carried in the failed event ('' for none)
+-- Returns 1.
+local queue, processing, leases, status_key, data_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id, body, priority, ttl, channel, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+expect_type(queue, 'zset')
+expect_type(processing, 'set')
+expect_type(leases, 'zset')
+expect_type(status_key, 'string')
+expect_type(data_key, 'string')
+
+local ts = now_s()
+redis.call('SET', status_key, 'failed', 'EX', ttl)
+publish(channel, 'status_updated', id, ts, 'failed', error_field(message))
+redis.call('ZREM', queue, id)
+redis.call('SREM', processing, id)
+redis.call('ZREM', leases, id)
+
+redis.call('SET', data_key, body, 'EX', ttl)
+redis.call('SET', status_key, 'pending', 'EX', ttl)
+publish(channel, 'status_updated', id, ts, 'pending')
+redis.call('ZADD', queue, -tonumber(priority), id)
+publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
+return 1

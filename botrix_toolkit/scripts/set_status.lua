@@ -1,0 +1,63 @@
+-- set_status: Go's UpdateJobStatus for one or many jobs, with the event of
+-- CompleteJob, FailJob or CancelJob when asked, atomically per call.
+--
+-- For each id: SET status EX ttl; publish status_updated(status); when the
+-- status is final (completed, failed, cancelled): ZREM queue, SREM
+-- processing, ZREM leases; then publish the final event if one is given.
+--
+-- KEYS[1]      queue (sorted set)
+-- KEYS[2]      processing (set)
+-- KEYS[3]      leases (sorted set)
+-- KEYS[3+i]    status:<id i> (string)
+-- ARGV[1]      the status to store (already validated: pending, running,
+--              completed, failed or cancelled)
+-- ARGV[2]      ttl in seconds of the status key
+-- ARGV[3]      updates channel
+-- ARGV[4]      final event to publish ('' for none): job_completed, ...
+-- ARGV[5]      which ids to change: 'known' (status key exists, or queued,
+--              or processing), 'queued' (in the queue now) or 'processing'
+-- ARGV[6]      error message carried in the events ('' for none)
+-- ARGV[6+i]    id i
+-- Returns {changed ids, ids skipped because they did not match ARGV[5]}.
+local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
+local status, ttl, channel, final_event, which, message =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+expect_type(queue, 'zset')
+expect_type(processing, 'set')
+expect_type(leases, 'zset')
+for i = 4, #KEYS do
+  expect_type(KEYS[i], 'string')
+end
+
+local function matches(id, status_key)
+  local queued = redis.call('ZSCORE', queue, id)
+  if which == 'queued' then return queued ~= false end
+  local held = redis.call('SISMEMBER', processing, id) == 1
+  if which == 'processing' then return held end
+  return queued ~= false or held or redis.call('EXISTS', status_key) == 1
+end
+
+local changed, skipped = {}, {}
+local ts = now_s()
+local final = is_final(status)
+local extra = error_field(message)
+for i = 4, #KEYS do
+  local id, status_key = ARGV[3 + i], KEYS[i]
+  if matches(id, status_key) then
+    redis.call('SET', status_key, status, 'EX', ttl)
+    publish(channel, 'status_updated', id, ts, status, extra)
+    if final then
+      redis.call('ZREM', queue, id)
+      redis.call('SREM', processing, id)
+      redis.call('ZREM', leases, id)
+    end
+    if final_event ~= '' then
+      publish(channel, final_event, id, ts, status, extra)
+    end
+    table.insert(changed, id)
+  else
+    table.insert(skipped, id)
+  end
+end
+return {changed, skipped}
