@@ -42,7 +42,8 @@ LATENCY_DTYPES: dict[str, object] = {
 QUEUE_DEPTH_COLUMNS: tuple[str, ...] = ("high", "normal", "low", "processing", "total")
 _STATS_TO_DEPTH = {"high_priority": "high", "normal_priority": "normal",
                    "low_priority": "low", "processing_count": "processing"}
-_TERMINAL_EVENT_STATE = {"job_completed": "completed", "job_failed": "failed",
+# The job state a named event implies (status_updated carries its own).
+_EVENT_STATE = {"job_completed": "completed", "job_failed": "failed",
                          "job_cancelled": "cancelled", "job_added": "pending"}
 _UTC_NS = "datetime64[ns, UTC]"
 # Working text dtype: missing is NaN, so comparisons give plain bool (False where missing).
@@ -82,7 +83,7 @@ def _classify(events: pd.DataFrame) -> pd.DataFrame:
     """One row per event (frame order) with what it means for its job.
 
     Columns: time, job_id, event, status, job (int code), state (the job state the row
-    implies, or <NA>), transition (state differs from the job's previous state),
+    implies, or missing), transition (state differs from the job's previous state),
     requeue_failure (a failed that the next step re-adds), add_kind (added /
     requeued / recovered on job_added rows).
     """
@@ -96,10 +97,9 @@ def _classify(events: pd.DataFrame) -> pd.DataFrame:
     })
     rows["job"] = pd.factorize(rows["job_id"])[0]
     is_update = rows["event"] == "status_updated"
-    state = rows["event"].map(_TERMINAL_EVENT_STATE).astype(_TEXT)
+    state = rows["event"].map(_EVENT_STATE).astype(_TEXT)
     rows["state"] = state.where(~is_update, rows["status"])
-    by_job = rows.groupby("job", sort=False)
-    current = by_job["state"].ffill()
+    current = rows.groupby("job", sort=False)["state"].ffill()
     previous = current.groupby(rows["job"], sort=False).shift(1)
     rows["transition"] = (rows["state"].notna()
                           & (previous.isna() | (previous != rows["state"]))).fillna(False)
@@ -111,8 +111,8 @@ def _classify(events: pd.DataFrame) -> pd.DataFrame:
     context_job = rows.loc[context_rows.index, "job"]
     before = context_rows.groupby(context_job, sort=False).shift(1)
     after = context_rows.groupby(context_job, sort=False).shift(-1)
-    kind = np.select([(before == "job_recovered").to_numpy(), (before == "status_failed").to_numpy()],
-                     ["recovered", "requeued"], "added")
+    kind = np.select([(before == "job_recovered").to_numpy(),
+                      (before == "status_failed").to_numpy()], ["recovered", "requeued"], "added")
     add_kind = pd.Series(kind, index=context_rows.index, dtype=_TEXT)
     rows["add_kind"] = add_kind.where(context_rows == "job_added").reindex(rows.index)
     requeued = (context_rows == "status_failed") & (after == "job_added")
