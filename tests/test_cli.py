@@ -1,0 +1,153 @@
+"""The ``botrix`` command, run as a real subprocess (and in-process for parsing and errors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from botrix_toolkit import cli
+from botrix_toolkit.server import EmbeddedServer, free_port
+
+
+def botrix(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BOTRIX_HOME": str(home)}
+    env.pop("BOTRIX_REDIS_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "botrix_toolkit.cli", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A BOTRIX_HOME for one test; any server started in it is stopped afterwards."""
+    try:
+        yield tmp_path
+    finally:
+        EmbeddedServer(data_dir=tmp_path).stop()
+
+
+def test_server_start_status_stop_round_trip(home: Path) -> None:
+    port = str(free_port())
+
+    started = botrix("server", "start", "--port", port, home=home)
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip()
+    assert url == f"redis://127.0.0.1:{port}/0"
+    assert redis.Redis.from_url(url).ping() is True
+
+    again = botrix("server", "start", home=home)  # the running server is found, not doubled
+    assert (again.returncode, again.stdout.strip()) == (0, url)
+
+    status = botrix("server", "status", home=home)
+    assert status.returncode == 0
+    pid = EmbeddedServer(data_dir=home).status()["pid"]
+    assert f"url       {url}" in status.stdout
+    assert f"pid       {pid}" in status.stdout
+    assert "version   9." in status.stdout or "version   8." in status.stdout
+    assert f"data dir  {home}" in status.stdout
+
+    stopped = botrix("server", "stop", home=home)
+    assert stopped.returncode == 0
+    assert "stopped" in stopped.stdout
+
+    after = botrix("server", "status", home=home)
+    assert after.returncode == 1
+    assert "running   no" in after.stdout
+
+
+def test_server_status_json(home: Path) -> None:
+    url = EmbeddedServer(data_dir=home, port=free_port()).start()
+
+    result = botrix("server", "status", "--json", home=home)
+
+    assert result.returncode == 0
+    status = json.loads(result.stdout)
+    assert status["running"] is True
+    assert status["url"] == url
+    assert status["data_dir"] == str(home)
+
+
+def test_server_outlives_the_cli_process(home: Path) -> None:
+    url = botrix("server", "start", "--port", str(free_port()), home=home).stdout.strip()
+    # the CLI process has exited: the server must still answer
+    client = redis.Redis.from_url(url)
+    try:
+        assert client.ping() is True
+    finally:
+        client.close()
+
+
+def test_data_dir_option_overrides_botrix_home(home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    other = tmp_path_factory.mktemp("other")
+    try:
+        result = botrix("server", "start", "--data-dir", str(other), "--port", str(free_port()),
+                        home=home)
+        assert result.returncode == 0, result.stderr
+        assert EmbeddedServer(data_dir=other).status()["running"] is True
+        assert EmbeddedServer(data_dir=home).status()["running"] is False
+    finally:
+        EmbeddedServer(data_dir=other).stop()
+
+
+def test_stop_when_not_running_is_not_an_error(home: Path) -> None:
+    result = botrix("server", "stop", home=home)
+    assert result.returncode == 0
+    assert "no server running" in result.stdout
+
+
+def test_start_on_a_busy_port_prints_one_line_error_and_exits_2(home: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        result = botrix("server", "start", "--port", str(port), home=home)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("botrix: error:")]
+    assert len(error_lines) == 1
+    assert f"port {port} is in use" in error_lines[0]
+
+
+def test_verbose_error_shows_the_server_log_tail(home: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        result = botrix("-v", "server", "start", "--port", str(port), home=home)
+
+    assert result.returncode == 2
+    assert "Address already in use" in result.stderr
+
+
+def test_main_in_process_status_of_an_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["server", "status", "--data-dir", str(tmp_path)])
+    assert code == 1
+    assert capsys.readouterr().out.splitlines() == ["running   no", f"data dir  {tmp_path}"]
+
+
+def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        cli.main([])
+    assert raised.value.code == 2
+    assert "usage: botrix" in capsys.readouterr().err
+
+
+def test_every_registered_command_module_imports_and_registers() -> None:
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    assert "server" in subparsers.choices
+    for name in cli.COMMAND_MODULES:
+        module = __import__(name, fromlist=["register"])
+        assert callable(module.register), name
