@@ -102,7 +102,8 @@ def redact_url(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url
     # rebuilt by hand: urlunsplit would turn "unix:///path" into "unix:/path"
-    rebuilt = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else f"//{netloc}{parts.path}"
+    rebuilt = f"{parts.scheme}:" if parts.scheme else ""
+    rebuilt += f"//{netloc}{parts.path}"
     if query:
         rebuilt += f"?{query}"
     if parts.fragment:

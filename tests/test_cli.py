@@ -86,7 +86,9 @@ def test_server_outlives_the_cli_process(home: Path) -> None:
         client.close()
 
 
-def test_data_dir_option_overrides_botrix_home(home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_data_dir_option_overrides_botrix_home(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     other = tmp_path_factory.mktemp("other")
     try:
         result = botrix("server", "start", "--data-dir", str(other), "--port", str(free_port()),
@@ -131,7 +133,9 @@ def test_verbose_error_shows_the_server_log_tail(home: Path) -> None:
     assert "Address already in use" in result.stderr
 
 
-def test_main_in_process_status_of_an_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_in_process_status_of_an_empty_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = cli.main(["server", "status", "--data-dir", str(tmp_path)])
     assert code == 1
     assert capsys.readouterr().out.splitlines() == ["running   no", f"data dir  {tmp_path}"]

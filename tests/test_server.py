@@ -1,4 +1,4 @@
-"""EmbeddedServer lifecycle, resolve_url, connect and redact_url, on real valkey-server processes."""
+"""EmbeddedServer lifecycle, resolve_url, connect and redact_url, on real valkey-server."""
 
 from __future__ import annotations
 
@@ -235,7 +235,9 @@ def test_port_is_free_sees_a_listening_socket() -> None:
     assert port_is_free(free_port()) is True
 
 
-def test_default_data_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_data_dir_follows_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("BOTRIX_HOME", str(tmp_path / "home"))
     assert default_data_dir() == tmp_path / "home"
     monkeypatch.delenv("BOTRIX_HOME")
@@ -252,7 +254,8 @@ def test_default_data_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, t
     [
         ("redis://user:secret@host:6379/0", "redis://user:***@host:6379/0"),
         ("redis://:secret@host:6379", "redis://:***@host:6379"),
-        ("rediss://u:p@ss@h:6380/2?ssl_cert_reqs=none", "rediss://u:***@h:6380/2?ssl_cert_reqs=none"),
+        ("rediss://u:p@ss@h:6380/2?ssl_cert_reqs=none",
+         "rediss://u:***@h:6380/2?ssl_cert_reqs=none"),
         ("unix:///tmp/r.sock?db=1&password=secret", "unix:///tmp/r.sock?db=1&password=***"),
         ("redis://user@host:6379/0", "redis://user@host:6379/0"),
         ("redis://127.0.0.1:6390/0", "redis://127.0.0.1:6390/0"),
