@@ -23,7 +23,11 @@ from botrix_toolkit.server import EmbeddedServer
 logger = logging.getLogger(__name__)
 
 # Modules that register further subcommands (dashboard, simulate, worker, bench).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "botrix_toolkit.cli_bench",
+    "botrix_toolkit.cli_worker",
+    "botrix_toolkit.cli_simulate",
+)
 
 EXIT_OK = 0
 EXIT_NOT_RUNNING = 1

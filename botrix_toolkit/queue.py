@@ -486,10 +486,8 @@ def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:
         job = Job.from_dict(job)
     # An IntEnum would reach redis-py as its repr: store the plain integer.
     job.priority = int(Priority.parse(job.priority))
-    now = utc_now()
     job.status = JobStatus.PENDING.value
-    job.created_at = job.created_at or now
-    job.updated_at = job.updated_at or now
+    job.stamp_times(utc_now())
     return job.id, job.to_json(), job.priority
 
 

@@ -11,14 +11,12 @@ local function expect_type(key, wanted)
   end
 end
 
--- Server time, so that leases taken by workers on different machines compare.
-local function now_ms()
+-- Server time as (whole seconds, milliseconds): leases taken by workers on
+-- different machines compare, and events carry Go's whole-second timestamps.
+local function server_time()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function now_s()
-  return tonumber(redis.call('TIME')[1])
+  local seconds = tonumber(t[1])
+  return seconds, seconds * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- An event message exactly as the Go service writes it; `extra` is a JSON

@@ -22,7 +22,7 @@ for i = 1, jobs do
   expect_type(KEYS[2 * i + 1], 'string')
 end
 
-local ts = now_s()
+local ts = (server_time())
 for i = 1, jobs do
   local id, body, priority = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
   redis.call('SET', KEYS[2 * i], body, 'EX', ttl)

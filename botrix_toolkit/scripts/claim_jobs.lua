@@ -33,7 +33,7 @@ expect_type(processing, 'set')
 expect_type(leases, 'zset')
 
 local claimed, set_aside, skipped, pops = {}, {}, 0, 0
-local ts, now = now_s(), now_ms()
+local ts, now = server_time()
 while #claimed < 2 * wanted and pops < max_pops do
   local popped = redis.call('ZPOPMIN', queue)
   if #popped == 0 then break end

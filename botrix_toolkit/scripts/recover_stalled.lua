@@ -29,7 +29,7 @@ expect_type(queue, 'zset')
 expect_type(processing, 'set')
 expect_type(leases, 'zset')
 
-local now, ts = now_ms(), now_s()
+local ts, now = server_time()
 local recovered, failed = {}, {}
 
 local function stored_priority(data)

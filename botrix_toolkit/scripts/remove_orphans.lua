@@ -9,7 +9,7 @@
 -- Returns the ids removed; each is published as job_orphan_removed.
 local queue, channel = KEYS[1], ARGV[1]
 expect_type(queue, 'zset')
-local removed, ts = {}, now_s()
+local removed, ts = {}, (server_time())
 for i = 2, #KEYS do
   local id = ARGV[i]
   if redis.call('EXISTS', KEYS[i]) == 0 and redis.call('ZREM', queue, id) == 1 then

@@ -8,7 +8,8 @@
 local processing, leases = KEYS[1], KEYS[2]
 expect_type(processing, 'set')
 expect_type(leases, 'zset')
-local now, renewed = now_ms(), 0
+local _, now = server_time()
+local renewed = 0
 for _, id in ipairs(ARGV) do
   if redis.call('SISMEMBER', processing, id) == 1 then
     redis.call('ZADD', leases, now, id)

@@ -27,7 +27,7 @@ expect_type(leases, 'zset')
 expect_type(status_key, 'string')
 expect_type(data_key, 'string')
 
-local ts = now_s()
+local ts = server_time()
 redis.call('SET', status_key, 'failed', 'EX', ttl)
 publish(channel, 'status_updated', id, ts, 'failed', error_field(message))
 redis.call('ZREM', queue, id)

@@ -30,16 +30,16 @@ for i = 4, #KEYS do
   expect_type(KEYS[i], 'string')
 end
 
+-- Checked cheapest-first: most calls finish a job that is held.
 local function matches(id, status_key)
-  local queued = redis.call('ZSCORE', queue, id)
-  if which == 'queued' then return queued ~= false end
-  local held = redis.call('SISMEMBER', processing, id) == 1
-  if which == 'processing' then return held end
-  return queued ~= false or held or redis.call('EXISTS', status_key) == 1
+  if which == 'queued' then return redis.call('ZSCORE', queue, id) ~= false end
+  if redis.call('SISMEMBER', processing, id) == 1 then return true end
+  if which == 'processing' then return false end
+  return redis.call('EXISTS', status_key) == 1 or redis.call('ZSCORE', queue, id) ~= false
 end
 
 local changed, skipped = {}, {}
-local ts = now_s()
+local ts = (server_time())
 local final = is_final(status)
 local extra = error_field(message)
 for i = 4, #KEYS do
