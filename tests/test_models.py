@@ -1,0 +1,381 @@
+"""Job, JobStatus and Priority: parsing, Go-strict decoding and Go-compatible JSON.
+
+The reference is Go's encoding/json decoding into ``models.Job`` (WIRE_FORMAT.md):
+what Go rejects must raise CorruptJobError, what the toolkit writes must be
+decodable by Go, and unchanged Go values must come back byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from botrix_toolkit.errors import CorruptJobError, InvalidInputError
+from botrix_toolkit.models import GO_ZERO_TIME, Job, JobStatus, Priority
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+GO_KINDS: dict[str, str] = {
+    "id": "str", "created_at": "time", "updated_at": "time", "deleted_at": "nulltime",
+    "count": "int", "username": "str", "password": "str", "status": "str",
+    "progress": "int", "successful": "int", "failed": "int", "started_at": "time",
+    "completed_at": "time", "error_msg": "str", "test_mode": "bool", "priority": "int",
+}
+OMIT_EMPTY = {"username", "password", "started_at", "completed_at", "error_msg"}
+
+
+def _reject_constant(name: str) -> Any:
+    raise AssertionError(f"{name} is not JSON: Go cannot decode it")
+
+
+def assert_go_decodable(text: str) -> dict[str, Any]:
+    """Checks ``text`` as Go's decoder into models.Job would; returns the document."""
+    document = json.loads(text, parse_constant=_reject_constant)
+    assert isinstance(document, dict)
+    assert set(GO_KINDS) - OMIT_EMPTY <= document.keys()
+    for name, kind in GO_KINDS.items():
+        if name not in document:
+            continue
+        value = document[name]
+        if kind == "int":
+            assert type(value) is int and -(2**63) <= value < 2**63, (name, value)
+        elif kind == "bool":
+            assert type(value) is bool, (name, value)
+        elif kind == "str":
+            assert type(value) is str, (name, value)
+        elif kind == "time":
+            assert isinstance(value, str) and RFC3339.match(value), (name, value)
+        else:
+            assert value is None or (isinstance(value, str) and RFC3339.match(value)), (name, value)
+        if name in OMIT_EMPTY:
+            assert value, f"{name} is omitempty in Go: written although empty"
+    assert document["id"], "Go jobs always have an id"
+    return document
+
+
+def wire(**fields: Any) -> str:
+    return json.dumps({"id": "job-42", **fields})
+
+
+# -- Priority ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, Priority.LOW), (1, Priority.NORMAL), (2, Priority.HIGH),
+        (Priority.HIGH, Priority.HIGH), (Priority.LOW, Priority.LOW),
+        ("low", Priority.LOW), ("NORMAL", Priority.NORMAL), (" high ", Priority.HIGH),
+        ("High", Priority.HIGH),
+    ],
+)
+def test_priority_parse_accepts_levels_enums_and_labels(value: Any, expected: Priority) -> None:
+    parsed = Priority.parse(value)
+    assert parsed is expected
+    assert type(parsed) is Priority
+
+
+@pytest.mark.parametrize("value", [3, -1, True, False, 1.0, 2.0, "urgent", "", None, "1", [1]])
+def test_priority_parse_rejects_anything_else(value: Any) -> None:
+    with pytest.raises(InvalidInputError, match="priority") as caught:
+        Priority.parse(value)
+    assert isinstance(caught.value, ValueError)
+    assert repr(value) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("stored", "level", "label"),
+    [(7, Priority.HIGH, "high"), (2, Priority.HIGH, "high"), (1, Priority.NORMAL, "normal"),
+     (0, Priority.LOW, "low"), (-3, Priority.LOW, "low"), (100, Priority.HIGH, "high")],
+)
+def test_priority_level_and_label_clamp_out_of_range_values(stored: int, level: Priority, label: str) -> None:
+    assert Priority.level_of(stored) is level
+    assert Priority.label_of(stored) == label
+    assert Job(id="x", priority=stored).priority_level is level
+
+
+# -- JobStatus -----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["pending", "running", "completed", "failed", "cancelled"])
+def test_job_status_parse_accepts_the_five_statuses(name: str) -> None:
+    assert JobStatus.parse(name) == name
+    assert JobStatus.parse(JobStatus(name)) is JobStatus(name)
+
+
+def test_job_status_parse_stores_processing_as_running() -> None:
+    assert JobStatus.parse("processing") is JobStatus.RUNNING
+
+
+@pytest.mark.parametrize("value", ["unknown", "done", "complete", "canceled", "", None, 1, True])
+def test_job_status_parse_rejects_other_values(value: Any) -> None:
+    with pytest.raises(InvalidInputError, match="status"):
+        JobStatus.parse(value)
+
+
+def test_job_status_is_final() -> None:
+    assert {s for s in JobStatus if s.is_final} == {
+        JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED,
+    }
+
+
+# -- Job.from_wire: Go's decoder rules ------------------------------------------
+def test_from_wire_reads_a_go_job() -> None:
+    job = Job.from_wire(
+        wire(count=3, username="u", status="pending", progress=1, successful=1, failed=0,
+             test_mode=True, priority=2, created_at="2026-11-27T22:07:34.5Z",
+             deleted_at=None).encode()
+    )
+    assert (job.id, job.count, job.username, job.priority, job.test_mode) == ("job-42", 3, "u", 2, True)
+    assert job.created_at == datetime(2026, 11, 27, 22, 7, 34, 500000, tzinfo=timezone.utc)
+    assert job.deleted_at is None and job.extra == {}
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad_field"),
+    [
+        ({"priority": "1"}, "priority"),
+        ({"count": "3"}, "count"),
+        ({"priority": 1.0}, "priority"),
+        ({"progress": 1.5}, "progress"),
+        ({"count": 1e2}, "count"),
+        ({"priority": True}, "priority"),
+        ({"username": 5}, "username"),
+        ({"status": ["pending"]}, "status"),
+        ({"test_mode": "true"}, "test_mode"),
+        ({"test_mode": 1}, "test_mode"),
+        ({"id": 42}, "id"),
+    ],
+)
+def test_from_wire_rejects_wrong_json_types_naming_job_and_field(fields: dict, bad_field: str) -> None:
+    with pytest.raises(CorruptJobError) as caught:
+        Job.from_wire(json.dumps({"id": "job-42", **fields}), "job-42")
+    message = str(caught.value)
+    assert "'job-42'" in message and bad_field in message
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "field_name", ["count", "priority", "progress"],
+)
+def test_from_wire_rejects_integers_outside_go_int64(field_name: str) -> None:
+    # Go: "cannot unmarshal number 9223372036854775808 into ... of type int".
+    # Accepting it would write back a job Go's DequeueJob then drops.
+    with pytest.raises(CorruptJobError, match=field_name):
+        Job.from_wire('{"id":"job-42","%s":9223372036854775808}' % field_name, "job-42")
+
+
+def test_from_wire_accepts_the_int64_bounds() -> None:
+    job = Job.from_wire('{"id":"job-42","count":9223372036854775807,"failed":-9223372036854775808}')
+    assert (job.count, job.failed) == (2**63 - 1, -(2**63))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yesterday",
+        "2026-11-27",
+        "2026-11-27T22:07:34",  # no offset
+        "2026-11-27 22:07:34Z",  # space instead of T
+        "2026-11-27T22:07Z",  # no seconds
+        "20261127T220734Z",  # ISO basic format
+        "2026-11-27T22:07:34+0100",  # offset without colon
+        "2026-11-27T22:07:34+01",  # hour-only offset
+        "2026-W48-5T22:07:34Z",  # ISO week date
+        "2026-11-27T22:07:34.Z",
+        "",
+    ],
+)
+def test_from_wire_rejects_times_that_are_not_rfc3339(text: str) -> None:
+    # Go's time.Time.UnmarshalJSON parses RFC 3339 only; anything else fails the job.
+    with pytest.raises(CorruptJobError, match="created_at") as caught:
+        Job.from_wire(wire(created_at=text), "job-42")
+    assert "'job-42'" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [1764281254, True, {"t": 1}, ["2026-11-27T22:07:34Z"]])
+def test_from_wire_rejects_times_that_are_not_strings(value: Any) -> None:
+    with pytest.raises(CorruptJobError, match="updated_at"):
+        Job.from_wire(wire(updated_at=value), "job-42")
+
+
+@pytest.mark.parametrize("raw", ["[]", '["job-42"]', '"job-42"', "42", "null", "true"])
+def test_from_wire_rejects_json_that_is_not_an_object(raw: str) -> None:
+    with pytest.raises(CorruptJobError, match="'job-42'.*expected an object"):
+        Job.from_wire(raw, "job-42")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["{", "", "not json", b"\xff\xfe", '{"id":"job-42"} trailing', '{"id":"job-42",}',
+     '{"id":"job-42","x":NaN}', '{"id":"job-42","x":Infinity}', '{"id":"job-42","x":-Infinity}'],
+)
+def test_from_wire_rejects_invalid_json_naming_the_job(raw: str | bytes) -> None:
+    # NaN/Infinity are not JSON: Go's decoder refuses them, and writing them back
+    # (they would sit in ``extra``) would hand Go an undecodable job.
+    with pytest.raises(CorruptJobError, match="'job-42'"):
+        Job.from_wire(raw, "job-42")
+
+
+@pytest.mark.parametrize("raw", ['{"count":1}', '{"id":""}', '{"id":null}', "{}"])
+def test_from_wire_requires_an_id(raw: str) -> None:
+    with pytest.raises(CorruptJobError, match="'job-42'.*no id"):
+        Job.from_wire(raw, "job-42")
+
+
+def test_from_wire_without_a_job_id_still_says_what_is_wrong() -> None:
+    with pytest.raises(CorruptJobError, match="job data.*priority"):
+        Job.from_wire('{"id":"a","priority":"x"}')
+
+
+def test_from_wire_matches_field_names_case_insensitively_like_go() -> None:
+    # encoding/json matches keys to fields case-insensitively: Go reads "ID" as the
+    # id, and fails on a string in "Priority".
+    assert Job.from_wire('{"ID":"job-42"}').id == "job-42"
+    with pytest.raises(CorruptJobError, match="(?i)priority"):
+        Job.from_wire('{"id":"job-42","Priority":"high"}', "job-42")
+
+
+def test_from_wire_null_leaves_go_zero_values() -> None:
+    job = Job.from_wire(wire(count=None, username=None, test_mode=None, created_at=None))
+    assert (job.count, job.username, job.test_mode, job.created_at) == (0, "", False, None)
+
+
+# -- times ----------------------------------------------------------------------
+def test_go_zero_time_reads_as_none_and_is_written_back_as_zero_time() -> None:
+    job = Job.from_wire(wire(created_at=GO_ZERO_TIME, updated_at=GO_ZERO_TIME, deleted_at=None))
+    assert job.created_at is None and job.updated_at is None and job.deleted_at is None
+    document = assert_go_decodable(job.to_json())
+    assert document["created_at"] == GO_ZERO_TIME
+    assert document["updated_at"] == GO_ZERO_TIME
+    assert document["deleted_at"] is None
+    # A job built without times (as Go's zero value) is written the same way.
+    fresh = assert_go_decodable(Job(id="fresh").to_json())
+    assert (fresh["created_at"], fresh["updated_at"], fresh["deleted_at"]) == (GO_ZERO_TIME, GO_ZERO_TIME, None)
+
+
+def test_nanosecond_offset_times_are_written_back_byte_for_byte_when_unchanged() -> None:
+    created = "2026-11-27T22:07:34.123456789+01:00"
+    started = "2026-11-27T22:08:00.000000001-05:30"
+    job = Job.from_wire(wire(created_at=created, updated_at=created, started_at=started))
+    assert job.created_at == datetime(2026, 11, 27, 21, 7, 34, 123456, tzinfo=timezone.utc)
+    assert job.created_at.utcoffset() == timedelta(hours=1)
+    job.updated_at = datetime(2026, 11, 28, 8, 0, 0, 250000, tzinfo=timezone.utc)
+    text = job.to_json()
+    document = assert_go_decodable(text)
+    assert f'"created_at":"{created}"' in text
+    assert f'"started_at":"{started}"' in text
+    assert document["updated_at"] == "2026-11-28T08:00:00.25Z"
+
+
+def test_a_changed_time_is_formatted_as_go_does() -> None:
+    job = Job.from_wire(wire(created_at="2026-11-27T22:07:34.123456789+01:00"))
+    job.created_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))
+    job.completed_at = datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=timezone.utc)
+    document = assert_go_decodable(job.to_json())
+    assert document["created_at"] == "2026-01-02T03:04:05-05:30"
+    assert document["completed_at"] == "2026-01-02T03:04:05.12Z"
+
+
+# -- unknown fields, secrets ------------------------------------------------------
+def test_unknown_fields_are_kept_and_written_back() -> None:
+    extra = {"tenant": "acme", "tags": ["a", "b"], "meta": {"n": 3, "r": 0.25, "x": None}, "big": 2**53 + 1}
+    job = Job.from_wire(json.dumps({"id": "job-42", "priority": 2, **extra}))
+    assert job.extra == extra
+    document = assert_go_decodable(job.to_json())
+    assert {k: document[k] for k in extra} == extra
+    assert Job.from_wire(job.to_json()).extra == extra
+
+
+def test_password_is_kept_for_go_but_never_shown() -> None:
+    secret = "s3cr3t-Pa55"
+    job = Job.from_wire(wire(username="bob", password=secret))
+    assert job.password == secret
+    assert secret not in repr(job) and secret not in str(job)
+    assert job.to_dict()["password"] == "***"
+    assert secret not in json.dumps(job.to_dict(), default=str)
+    assert job.to_dict(redact=False)["password"] == secret
+    # Go reads the password from the job JSON: it must still be there.
+    assert assert_go_decodable(job.to_json())["password"] == secret
+
+
+def test_to_dict_is_flat_with_unknown_fields_and_no_private_state() -> None:
+    job = Job.from_wire(wire(created_at="2026-11-27T22:07:34.1Z", tenant="acme"))
+    flat = job.to_dict()
+    assert flat["tenant"] == "acme" and flat["id"] == "job-42"
+    assert "extra" not in flat and not any(name.startswith("_") for name in flat)
+    assert flat["password"] == ""  # empty secret stays empty: nothing to hide
+
+
+# -- to_json: what Go decodes ------------------------------------------------------
+def test_to_json_has_go_types_for_every_known_field() -> None:
+    job = Job.from_dict({
+        "id": "job-42", "priority": "high", "count": 5, "username": "u", "password": "p",
+        "progress": 2, "successful": 1, "failed": 1, "test_mode": True, "error_msg": "boom",
+        "created_at": datetime(2026, 11, 27, 22, 7, 34, 123456, tzinfo=timezone.utc),
+        "started_at": "2026-11-27T22:08:00.5+01:00",
+        "completed_at": datetime(2026, 11, 27, 23, 0, tzinfo=timezone(timedelta(hours=2))),
+    })
+    document = assert_go_decodable(job.to_json())
+    assert document["priority"] == 2 and type(document["priority"]) is int
+    assert document["test_mode"] is True
+    assert document["deleted_at"] is None
+    assert document["created_at"] == "2026-11-27T22:07:34.123456Z"
+    assert document["completed_at"] == "2026-11-27T23:00:00+02:00"
+    assert list(document)[:4] == ["id", "created_at", "updated_at", "deleted_at"]
+
+
+def test_to_json_omits_empty_omitempty_fields_and_keeps_the_others() -> None:
+    document = assert_go_decodable(Job(id="job-42").to_json())
+    assert not OMIT_EMPTY & document.keys()
+    assert document["deleted_at"] is None
+    assert (document["count"], document["progress"], document["test_mode"]) == (0, 0, False)
+    assert document["status"] == "pending" and document["priority"] == 1
+
+
+def test_to_json_round_trips_through_from_wire() -> None:
+    job = Job.from_dict({"id": "jöb-✓-1", "priority": 0, "username": "zoë", "password": "pw",
+                         "created_at": "2026-11-27T22:07:34.123456789+01:00", "tenant": {"a": [1, 2]}})
+    text = job.to_json()
+    assert "jöb-✓-1" in text  # raw UTF-8, as Go writes it
+    again = Job.from_wire(text)
+    assert again.to_dict(redact=False) == job.to_dict(redact=False)
+    assert again.to_json() == text
+
+
+# -- Job.from_dict: user input ------------------------------------------------------
+def test_from_dict_makes_an_id_when_missing() -> None:
+    first, second = Job.from_dict({"count": 1}), Job.from_dict({"id": None})
+    assert first.id and second.id and first.id != second.id
+    assert re.fullmatch(r"[0-9a-f-]{36}", first.id)
+
+
+def test_from_dict_accepts_processing_and_priority_labels() -> None:
+    job = Job.from_dict({"id": "a", "status": "processing", "priority": " low "})
+    assert (job.status, job.priority) == ("running", 0)
+    assert type(job.priority) is int
+
+
+@pytest.mark.parametrize(
+    ("mapping", "named"),
+    [
+        ({"id": "a", "priority": 3}, "priority"),
+        ({"id": "a", "priority": "urgent"}, "priority"),
+        ({"id": "a", "status": "done"}, "status"),
+        ({"id": ""}, "id"),
+        ({"id": 5}, "id"),
+        ({"id": "a", "count": "5"}, "count"),
+        ({"id": "a", "created_at": datetime(2026, 1, 1)}, "created_at"),  # naive
+        ({"id": "a", "created_at": "2026-13-01T00:00:00Z"}, "created_at"),
+        ({"id": "a", "blob": object()}, "blob"),
+        ({"id": "a", "ratio": float("nan")}, "ratio"),
+    ],
+)
+def test_from_dict_rejects_bad_input_naming_the_field(mapping: dict, named: str) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        Job.from_dict(mapping)
+
+
+@pytest.mark.parametrize("value", [["id", "a"], "job", 42, None])
+def test_from_dict_rejects_non_mappings(value: Any) -> None:
+    with pytest.raises(InvalidInputError, match="mapping"):
+        Job.from_dict(value)
