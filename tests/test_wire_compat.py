@@ -1,0 +1,222 @@
+"""The toolkit and the Go service on one Redis: each reads what the other writes.
+
+Go's side is played with raw redis commands, in the order WIRE_FORMAT.md gives
+for the Go service, on the Go-written job JSON of data/fixtures/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from botrix_toolkit import Job, QueueService
+from botrix_toolkit.keys import QueueKeys
+
+FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
+FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
+GO_TTL = 3600
+TIME_FIELDS = ("created_at", "updated_at", "deleted_at", "started_at", "completed_at")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+GO_KINDS = {
+    "id": str, "created_at": "time", "updated_at": "time", "deleted_at": "nulltime",
+    "count": int, "username": str, "password": str, "status": str, "progress": int,
+    "successful": int, "failed": int, "started_at": "time", "completed_at": "time",
+    "error_msg": str, "test_mode": bool, "priority": int,
+}
+OMIT_EMPTY = {"username", "password", "started_at", "completed_at", "error_msg"}
+
+
+def assert_go_decodable(raw: bytes | str) -> dict[str, Any]:
+    """The document, after checking it the way Go's decoder into models.Job would."""
+
+    def reject(name: str) -> Any:
+        raise AssertionError(f"{name} is not JSON")
+
+    document = json.loads(raw, parse_constant=reject)
+    assert isinstance(document, dict)
+    assert set(GO_KINDS) - OMIT_EMPTY <= document.keys()
+    for name, kind in GO_KINDS.items():
+        if name not in document:
+            continue
+        value = document[name]
+        if kind in ("time", "nulltime"):
+            assert (kind == "nulltime" and value is None) or RFC3339.match(value), (name, value)
+        else:
+            assert type(value) is kind, (name, value)
+        if name in OMIT_EMPTY:
+            assert value, f"omitempty field {name} written empty"
+    return document
+
+
+def fixture_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def go_add_job(client: redis.Redis, keys: QueueKeys, raw: bytes) -> str:
+    """Go's AddJob, command by command, including its EXPIRE of the whole queue."""
+    document = json.loads(raw)
+    job_id = document["id"]
+    client.set(keys.data(job_id), raw, ex=GO_TTL)
+    client.set(keys.status(job_id), "pending", ex=GO_TTL)
+    client.zadd(keys.queue, {job_id: -document["priority"]})
+    client.expire(keys.queue, GO_TTL)
+    return job_id
+
+
+@pytest.fixture
+def raw_client(queue: QueueService) -> redis.Redis:
+    """Go's connection: the queue's server, bytes responses."""
+    return queue.redis
+
+
+def test_there_are_enough_go_fixtures_and_they_are_go_json() -> None:
+    assert len(FIXTURE_FILES) >= 6
+    ids = set()
+    for path in FIXTURE_FILES:
+        raw = fixture_bytes(path)
+        assert not raw.endswith(b"\n"), f"{path.name}: the bytes must be the stored value"
+        assert b": " not in raw and b", " not in raw, f"{path.name}: Go writes compact JSON"
+        ids.add(assert_go_decodable(raw)["id"])
+    assert len(ids) == len(FIXTURE_FILES)
+    assert "jöb-✓-1" in ids
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.stem)
+def test_a_go_job_read_and_written_unchanged_keeps_its_content(path: Path) -> None:
+    raw = fixture_bytes(path)
+    original = json.loads(raw)
+    text = Job.from_wire(raw, original["id"]).to_json()
+    assert json.loads(text) == original
+    for name in TIME_FIELDS:
+        if isinstance(original.get(name), str):
+            assert f'"{name}":"{original[name]}"' in text
+    # Without unknown fields and HTML escapes, the toolkit's bytes are Go's bytes.
+    if b"\\u00" not in raw and set(original) <= set(GO_KINDS):
+        assert text.encode() == raw
+
+
+def test_get_pending_jobs_reads_go_written_jobs_in_dequeue_order(queue: QueueService, raw_client: redis.Redis) -> None:
+    originals = {}
+    for path in FIXTURE_FILES:
+        raw = fixture_bytes(path)
+        originals[go_add_job(raw_client, queue.keys, raw)] = json.loads(raw)
+    pending = queue.get_pending_jobs()
+    expected_order = sorted(originals, key=lambda i: (-originals[i]["priority"], i.encode()))
+    assert [job.id for job in pending] == expected_order
+    assert pending[0].id == "go-prio7-1"
+    for job in pending:
+        original = originals[job.id]
+        assert (job.priority, job.count, job.username, job.password) == (
+            original["priority"], original["count"], original.get("username", ""), original.get("password", ""))
+        assert job.extra == {k: v for k, v in original.items() if k not in GO_KINDS}
+        assert "s3cr3t-Pa55" not in repr(job)
+
+
+def test_dequeue_serves_go_written_jobs_with_every_field(queue: QueueService, raw_client: redis.Redis) -> None:
+    originals = {}
+    for path in FIXTURE_FILES:
+        raw = fixture_bytes(path)
+        originals[go_add_job(raw_client, queue.keys, raw)] = json.loads(raw)
+    served = []
+    while (job := queue.dequeue_job()) is not None:
+        served.append(job.id)
+        original = originals[job.id]
+        assert job.status == "running"
+        assert raw_client.get(queue.keys.status(job.id)) == b"running"
+        assert raw_client.sismember(queue.keys.processing, job.id)
+        assert job.extra == {k: v for k, v in original.items() if k not in GO_KINDS}
+        assert (job.progress, job.successful, job.failed, job.error_msg) == (
+            original["progress"], original["successful"], original["failed"], original.get("error_msg", ""))
+    assert sorted(served) == sorted(originals)
+    assert served[0] == "go-prio7-1"
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.stem)
+def test_requeue_of_a_go_job_keeps_unknown_fields_and_unchanged_times(
+    queue: QueueService, raw_client: redis.Redis, path: Path
+) -> None:
+    raw = fixture_bytes(path)
+    original = json.loads(raw)
+    job_id = go_add_job(raw_client, queue.keys, raw)
+    job = queue.dequeue_job()
+    assert job is not None and job.id == job_id
+    assert queue.fail_job(job_id, requeue=True) is True
+
+    written = raw_client.get(queue.keys.data(job_id))
+    document = assert_go_decodable(written)
+    text = written.decode()
+    lowered = max(original["priority"] - 1, 0)
+    assert document["priority"] == lowered
+    assert document["status"] == "pending"
+    assert set(document) == set(original), "no field lost, none added"
+    for name, value in original.items():
+        if name not in ("priority", "status", "updated_at"):
+            assert document[name] == value, name
+    for name in TIME_FIELDS:
+        if name != "updated_at" and isinstance(original.get(name), str):
+            assert f'"{name}":"{original[name]}"' in text, f"{name} not byte for byte"
+    assert document["updated_at"] != original["updated_at"]
+
+    assert raw_client.zscore(queue.keys.queue, job_id) == -lowered
+    assert raw_client.get(queue.keys.status(job_id)) == b"pending"
+    assert not raw_client.sismember(queue.keys.processing, job_id)
+    assert GO_TTL - 10 <= raw_client.ttl(queue.keys.data(job_id)) <= GO_TTL
+    again = queue.dequeue_job()
+    assert again is not None and again.id == job_id and again.priority == lowered
+
+
+def test_priority_seven_go_job_is_requeued_as_six(queue: QueueService, raw_client: redis.Redis) -> None:
+    job_id = go_add_job(raw_client, queue.keys, fixture_bytes(FIXTURES / "go_priority7.json"))
+    assert queue.dequeue_job().id == job_id
+    queue.fail_job(job_id, requeue=True)
+    assert json.loads(raw_client.get(queue.keys.data(job_id)))["priority"] == 6
+    assert raw_client.zscore(queue.keys.queue, job_id) == -6
+    assert queue.get_queue_stats()["high_priority"] == 1
+
+
+def test_jobs_added_by_the_toolkit_have_exactly_gos_keys(queue: QueueService, raw_client: redis.Redis) -> None:
+    keys = queue.keys
+    ids = [queue.add_job({"id": "tk-high", "priority": "high", "count": 3, "username": "u", "password": "p"})]
+    ids += queue.add_jobs([{"id": "tk-normal"}, Job(id="tk-low", priority=0), {"id": "tk-ü", "priority": 2}])
+    priorities = {"tk-high": 2, "tk-normal": 1, "tk-low": 0, "tk-ü": 2}
+
+    stored = {k.decode() for k in raw_client.scan_iter(match=f"{keys.prefix}:*", count=1000)}
+    expected = {keys.queue} | {keys.data(i) for i in ids} | {keys.status(i) for i in ids}
+    assert stored == expected
+    assert raw_client.type(keys.queue) == b"zset"
+    assert raw_client.ttl(keys.queue) == -1, "the toolkit must not copy Go's EXPIRE of the queue"
+    for job_id in ids:
+        assert raw_client.zscore(keys.queue, job_id) == -priorities[job_id]
+        assert raw_client.get(keys.status(job_id)) == b"pending"
+        assert GO_TTL - 10 <= raw_client.ttl(keys.status(job_id)) <= GO_TTL
+        assert GO_TTL - 10 <= raw_client.ttl(keys.data(job_id)) <= GO_TTL
+        document = assert_go_decodable(raw_client.get(keys.data(job_id)))
+        assert document["id"] == job_id
+        assert document["priority"] == priorities[job_id]
+        assert document["status"] == "pending"
+        assert document["deleted_at"] is None
+        assert document["created_at"] != "0001-01-01T00:00:00Z"
+    high = json.loads(raw_client.get(keys.data("tk-high")))
+    assert (high["count"], high["username"], high["password"]) == (3, "u", "p")
+
+
+def test_a_go_consumer_pops_toolkit_jobs_in_priority_order(queue: QueueService, raw_client: redis.Redis) -> None:
+    queue.add_jobs([{"id": "b-low", "priority": 0}, {"id": "b-high", "priority": 2}, {"id": "b-normal"}])
+    popped = []
+    # Go's DequeueJob: ZPOPMIN, GET data (decoded), SADD processing, SET status running.
+    while member := raw_client.zpopmin(queue.keys.queue):
+        job_id = member[0][0].decode()
+        document = assert_go_decodable(raw_client.get(queue.keys.data(job_id)))
+        raw_client.sadd(queue.keys.processing, job_id)
+        raw_client.set(queue.keys.status(job_id), "running", ex=GO_TTL)
+        popped.append(document["id"])
+    assert popped == ["b-high", "b-normal", "b-low"]
+    # The toolkit finishes what Go took.
+    assert queue.complete_jobs(popped) == popped
+    assert queue.get_processing_count() == 0
+    assert [queue.get_job_status(i) for i in popped] == ["completed"] * 3
