@@ -1,0 +1,28 @@
+"""Tiny job handlers for the worker tests (run in-process and by `botrix worker`)."""
+
+from __future__ import annotations
+
+import time
+
+from botrix_toolkit.models import Job
+
+
+def echo(job: Job) -> dict:
+    """Returns the job's count and username as the result."""
+    return {"count": job.count, "user": job.username}
+
+
+def explode(job: Job) -> None:
+    """Always fails, mentioning the password to check it is blanked."""
+    raise RuntimeError(f"boom for {job.username} with {job.password}")
+
+
+def slow(job: Job) -> str:
+    """Works for job.count tenths of a second."""
+    time.sleep(job.count / 10)
+    return "slept"
+
+
+def nothing(job: Job) -> None:
+    """Does nothing: no result is saved."""
+    return None
