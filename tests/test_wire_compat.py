@@ -59,7 +59,7 @@ def fixture_bytes(path: Path) -> bytes:
 
 def go_add_job(client: redis.Redis, keys: QueueKeys, raw: bytes) -> str:
     """Go's AddJob, command by command, including its EXPIRE of the whole queue."""
-    document = json.loads(raw)
+    document = json.loads(raw.decode("utf-8", "replace"))  # as Go decodes bad UTF-8
     job_id = document["id"]
     client.set(keys.data(job_id), raw, ex=GO_TTL)
     client.set(keys.status(job_id), "pending", ex=GO_TTL)
@@ -220,3 +220,24 @@ def test_a_go_consumer_pops_toolkit_jobs_in_priority_order(queue: QueueService, 
     assert queue.complete_jobs(popped) == popped
     assert queue.get_processing_count() == 0
     assert [queue.get_job_status(i) for i in popped] == ["completed"] * 3
+
+
+# Go's decoder replaces invalid UTF-8 and lone UTF-16 surrogates with U+FFFD
+# instead of failing ("encoding/json": Unmarshal), so Go serves such jobs.
+GO_TOLERATED_TEXT = {
+    "lone_surrogate_escape": b'{"id":"odd-1","username":"x\\ud800y","priority":1}',
+    "invalid_utf8_byte": b'{"id":"odd-1","username":"x\xffy","priority":1}',
+}
+
+
+@pytest.mark.parametrize("raw", list(GO_TOLERATED_TEXT.values()), ids=list(GO_TOLERATED_TEXT))
+def test_a_job_go_can_decode_is_served_and_requeued(queue: QueueService, raw_client: redis.Redis, raw: bytes) -> None:
+    go_add_job(raw_client, queue.keys, raw)
+    job = queue.dequeue_job()
+    assert job is not None and job.id == "odd-1", "Go would serve this job: the toolkit must too"
+    assert queue.fail_job("odd-1", requeue=True) is True
+    written = raw_client.get(queue.keys.data("odd-1"))
+    written.decode("utf-8")  # strict: what we write is valid UTF-8
+    document = assert_go_decodable(written)
+    assert document["username"].startswith("x") and document["username"].endswith("y")
+    assert queue.get_job_status("odd-1") == "pending" and queue.get_processing_count() == 0
