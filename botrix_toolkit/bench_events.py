@@ -103,10 +103,13 @@ def _publisher(
     results.put({"sent": sent, "seconds": elapsed})
 
 
-def _run_against_publisher(
+def measure_against_publisher(
     url: str, channel: str, seconds: float, count: int, received: Any, on_done: Any
 ) -> dict[str, Any]:
-    """Start a publisher process, release it, wait for it and for the subscriber to go idle.
+    """Publish flat out from another process; report what a subscriber got.
+
+    Starts the publisher, releases it, waits for it and for the subscriber to
+    go idle.
 
     ``received()`` returns the subscriber's count so far; ``on_done()`` is
     called once the subscriber is idle.
@@ -179,7 +182,7 @@ def _bench_pubsub_listen(url: str, channel: str, seconds: float) -> dict[str, An
         pubsub.close()
         client.close()
 
-    result = _run_against_publisher(url, channel, seconds, 0, lambda: count[0], done)
+    result = measure_against_publisher(url, channel, seconds, 0, lambda: count[0], done)
     result["errors"] = errors
     return result
 
@@ -189,7 +192,7 @@ def _bench_recorder(url: str, channel: str, seconds: float, count: int) -> dict[
     recorder = EventRecorder(client, channel=channel, maxlen=max(count, 200_000))
     recorder.start()
     try:
-        result = _run_against_publisher(
+        result = measure_against_publisher(
             url, channel, seconds, count, lambda: recorder.received, lambda: None
         )
         stats = recorder.stats() if count else {}

@@ -142,7 +142,7 @@ class RecordedEvents:
         elif suffix == ".csv":
             with path.open("w", encoding="utf-8", newline="") as fh:
                 fh.write(_CSV_META_PREFIX + meta + "\n")
-                table.to_csv(fh, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+                table.to_csv(fh, index=False)  # default format keeps nanoseconds
         else:
             raise InvalidInputError(f"path {str(path)!r}: expected a .parquet, .pq or .csv suffix")
         return path
