@@ -521,6 +521,13 @@ class EventRecorder:
         append = out.append
         for segment, now, data, _, resync in chunks:
             if segment != self._split_segment or resync:
+                if resync and segment == self._split_segment and self._split_reader is not None:
+                    if self._split_reader.has_data():
+                        # A reply begun in a split chunk lost its end with the
+                        # dropped chunk: it was counted nowhere else. (Best
+                        # effort: hiredis reports no data after a bare header.)
+                        with self._lock:
+                            self._raw_dropped += 1
                 self._split_reader = hiredis.Reader()
                 self._split_segment = segment
                 self._split_resync = resync
