@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "botrix_toolkit.cli_bench",
     "botrix_toolkit.cli_worker",
     "botrix_toolkit.cli_simulate",
+    "botrix_toolkit.cli_dashboard",
 )
 
 EXIT_OK = 0

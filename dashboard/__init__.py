@@ -1,0 +1,1 @@
+"""The botrix live dashboard (Streamlit): run it with ``botrix dashboard``."""

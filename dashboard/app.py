@@ -1,0 +1,59 @@
+"""The botrix queue dashboard: page layout only (``botrix dashboard`` runs it).
+
+Settings come from the environment (see dashboard/state.py); the widgets live
+in dashboard/views.py (what is shown) and dashboard/controls.py (actions).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the repo
+# root: add it so the widget modules import as the `dashboard` package.
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from dashboard import auth, controls, snapshot, state, views  # noqa: E402
+
+st.set_page_config(page_title="botrix queue", page_icon=":material/queue:", layout="wide")
+settings = state.settings_from_env()
+if not auth.require_password(settings.password):
+    st.stop()
+
+st.title("botrix queue")
+conn = views.connection_panel(settings)
+
+st.sidebar.subheader("Live view")
+live = st.sidebar.toggle("Live updates", value=True, key="live",
+                         help="redraw figures and tables every few seconds")
+refresh_s = st.sidebar.select_slider("Refresh every (s)", options=[1, 2, 5], value=2,
+                                     key="refresh_s")
+window_min = st.sidebar.number_input("Analyse the last (minutes)", min_value=1, max_value=60,
+                                     value=snapshot.DEFAULT_WINDOW_MIN, key="window_min")
+stall_timeout_s = st.sidebar.number_input(
+    "Stalled after (s held)", min_value=1.0, value=snapshot.DEFAULT_STALL_TIMEOUT_S, step=10.0,
+    key="stall_timeout_s", help="lease timeout: jobs held longer count as stalled")
+top_n = st.sidebar.number_input("Pending jobs shown", min_value=10, max_value=5000,
+                                value=snapshot.DEFAULT_TOP_N, step=50, key="top_n")
+
+if conn is None:
+    st.stop()
+
+controls.show_reports()
+views.live_view(conn, views.PageOptions(
+    settings=settings, live=live, refresh_s=float(refresh_s), window_min=float(window_min),
+    stall_timeout_s=float(stall_timeout_s), top_n=int(top_n),
+))
+
+st.subheader("Actions")
+add_tab, cancel_tab, maintenance_tab = st.tabs(["Add jobs", "Cancel a job", "Maintenance"])
+with add_tab:
+    controls.add_jobs_form(conn)
+with cancel_tab:
+    controls.cancel_by_id_form(conn)
+with maintenance_tab:
+    controls.maintenance(conn, float(stall_timeout_s))

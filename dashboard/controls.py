@@ -1,0 +1,189 @@
+"""The page's actions: add jobs, cancel, clear, recover stalled jobs, prune orphans.
+
+Every action validates its input before writing anything and reports what it
+did, or a friendly error (unknown id, bad JSON, server down), never a
+traceback. A successful action reruns the page so every figure shows its
+effect; its report is kept in the session and shown after the rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from botrix_toolkit import (
+    BotrixError,
+    InvalidInputError,
+    JobNotFoundError,
+    ServerConnectionError,
+)
+from dashboard import snapshot, state
+
+logger = logging.getLogger(__name__)
+
+MAX_COPIES = 100_000
+_REPORTS = "botrix_reports"
+# Fields the add form sets itself; the extra JSON may not set them too.
+_FORM_FIELDS = frozenset({"id", "status", "priority", "count", "test_mode", "username"})
+
+
+def report(kind: str, text: str) -> None:
+    """Keep a message ("success", "error", "info") to show after the next rerun."""
+    st.session_state.setdefault(_REPORTS, []).append((kind, text))
+
+
+def show_reports() -> None:
+    """Show, once, the messages kept by the last actions."""
+    for kind, text in st.session_state.pop(_REPORTS, []):
+        getattr(st, kind)(text)
+
+
+def friendly(exc: BotrixError) -> str:
+    """One line for a person: what went wrong, no traceback."""
+    if isinstance(exc, ServerConnectionError):
+        return f"The queue server is unreachable, nothing was changed: {exc}"
+    if isinstance(exc, JobNotFoundError):
+        return f"Unknown job: {exc}"
+    return str(exc)
+
+
+def _attempt(action: Callable[[], Any]) -> tuple[bool, Any]:
+    """(True, result) or (False, None) after showing a friendly error."""
+    try:
+        return True, action()
+    except BotrixError as exc:
+        logger.info("dashboard action failed: %s", exc)
+        st.error(friendly(exc))
+        return False, None
+
+
+# -- adding ----------------------------------------------------------------------
+
+def add_jobs_form(conn: state.Connection) -> None:
+    """Priority, count, test mode, username, extra JSON fields and copies, added in bulk."""
+    with st.form("add_jobs", clear_on_submit=False):
+        left, right = st.columns(2)
+        priority = left.selectbox("Priority", ["high", "normal", "low"], index=1,
+                                  key="add_priority")
+        count = right.number_input("Accounts per job (count)", min_value=1, value=1, step=1,
+                                   key="add_count")
+        username = left.text_input("Username", key="add_username")
+        copies = right.number_input("How many copies", min_value=1, max_value=MAX_COPIES,
+                                    value=1, step=1, key="add_copies")
+        test_mode = st.checkbox("Test mode", key="add_test_mode")
+        extra_text = st.text_area("Extra fields (JSON object, optional)", key="add_extra",
+                                  placeholder='{"source": "dashboard"}', height=80)
+        submitted = st.form_submit_button("Add jobs", type="primary")
+    if not submitted:
+        return
+    try:
+        extra = snapshot.parse_extra_fields(extra_text)
+        clashes = sorted(_FORM_FIELDS & extra.keys())
+        if clashes:
+            raise ValueError(f"extra fields may not set {', '.join(clashes)}: "
+                             "the form sets those")
+    except ValueError as exc:
+        st.error(f"Nothing added: {exc}")
+        return
+    job = {**extra, "priority": priority, "count": int(count), "test_mode": bool(test_mode),
+           "username": username.strip()}
+    total = int(copies)
+    bar = st.progress(0.0, text=f"adding {total:,} job(s)…")
+
+    def progress(done: int, of: int) -> None:
+        bar.progress(done / of, text=f"added {done:,} of {of:,}")
+
+    ok, ids = _attempt(lambda: conn.q.add_jobs((dict(job) for _ in range(total)),
+                                               progress=progress))
+    bar.empty()
+    if ok:
+        first = f" (first id {ids[0]})" if ids else ""
+        report("success", f"Added {len(ids):,} {priority}-priority job(s){first}.")
+        st.rerun()
+
+
+# -- cancelling ------------------------------------------------------------------
+
+def cancel_by_id_form(conn: state.Connection) -> None:
+    """Cancel one job by id; an unknown id is a friendly error."""
+    with st.form("cancel_by_id"):
+        job_id = st.text_input("Job id", key="cancel_id")
+        submitted = st.form_submit_button("Cancel job")
+    if not submitted:
+        return
+    job_id = job_id.strip()
+    if not job_id:
+        st.error("Enter the id of the job to cancel.")
+        return
+    try:
+        conn.q.cancel_job(job_id)
+    except JobNotFoundError:
+        st.error(f"Unknown job id {job_id!r}: no pending or running job has it.")
+        return
+    except InvalidInputError as exc:
+        st.error(f"Not a job id: {exc}")
+        return
+    except BotrixError as exc:
+        st.error(friendly(exc))
+        return
+    report("success", f"Cancelled job {job_id}.")
+    st.rerun()
+
+
+def cancel_selected(conn: state.Connection, job_ids: list[str]) -> None:
+    """Cancel the jobs selected in the tables; reports how many were still there."""
+    try:
+        done = conn.q.cancel_jobs(job_ids)
+    except BotrixError as exc:
+        report("error", friendly(exc))
+        return
+    missed = len(job_ids) - len(done)
+    tail = f"; {missed} had already finished or gone" if missed else ""
+    report("success", f"Cancelled {len(done)} selected job(s){tail}.")
+
+
+# -- maintenance -----------------------------------------------------------------
+
+@st.dialog("Clear the queue")
+def _confirm_clear(conn: state.Connection, pending: int) -> None:
+    st.write(f"This cancels all **{pending:,}** pending job(s) "
+             "(their status becomes *cancelled*). Jobs being processed are not touched.")
+    left, right = st.columns(2)
+    if left.button(f"Cancel {pending:,} jobs", type="primary", key="confirm_clear"):
+        bar = st.progress(0.0)
+        try:
+            removed = conn.q.clear_queue(
+                progress=lambda done, total: bar.progress(done / max(total, 1)))
+        except BotrixError as exc:
+            report("error", friendly(exc))
+        else:
+            report("success", f"Cleared the queue: {removed:,} job(s) cancelled.")
+        st.rerun()
+    if right.button("Keep them", key="keep_queue"):
+        st.rerun()
+
+
+def maintenance(conn: state.Connection, stall_timeout_s: float) -> None:
+    """Clear the queue (after confirmation), recover stalled jobs, prune orphans."""
+    col_clear, col_recover, col_prune = st.columns(3)
+    if col_clear.button("Clear the queue…", key="clear_queue"):
+        ok, stats = _attempt(conn.q.get_queue_stats)
+        if ok:
+            _confirm_clear(conn, stats["queue_length"])
+    if col_recover.button(f"Recover stalled (> {stall_timeout_s:g} s)", key="recover_stalled"):
+        ok, ids = _attempt(lambda: conn.q.recover_stalled(stall_timeout_s))
+        if ok:
+            report("success" if ids else "info",
+                   f"Recovered {len(ids)} stalled job(s) into the queue." if ids
+                   else f"No job held longer than {stall_timeout_s:g} s: nothing recovered.")
+            st.rerun()
+    if col_prune.button("Prune orphans", key="prune_orphans"):
+        ok, ids = _attempt(conn.q.prune_orphans)
+        if ok:
+            report("success" if ids else "info",
+                   f"Pruned {len(ids)} orphaned id(s) (job data expired) from the queue." if ids
+                   else "No orphans: every queued id still has its job data.")
+            st.rerun()

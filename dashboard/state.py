@@ -1,0 +1,104 @@
+"""Settings from the environment, and the resources one dashboard server shares.
+
+The QueueService and the EventRecorder are ``st.cache_resource``: one per
+(server, prefix) for the whole Streamlit process, shared by every browser tab,
+so the recorder keeps recording between page refreshes and tabs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import streamlit as st
+
+from botrix_toolkit import QueueService
+from botrix_toolkit.events import EventRecorder
+from botrix_toolkit.keys import DEFAULT_PREFIX
+from botrix_toolkit.server import redact_url, resolve_url
+
+logger = logging.getLogger(__name__)
+
+# Environment variables set by `botrix dashboard` (and usable by hand).
+URL_ENV = "BOTRIX_REDIS_URL"
+PREFIX_ENV = "BOTRIX_PREFIX"
+PASSWORD_ENV = "BOTRIX_DASHBOARD_PASSWORD"
+EMBEDDED_ENV = "BOTRIX_DASHBOARD_EMBEDDED"  # "1" when the CLI resolved the embedded server
+# Enough for several minutes of a busy queue; older events drop off.
+RECORDER_MAXLEN = 300_000
+# A dashboard should say "unreachable" quickly, not hang a refresh.
+SOCKET_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the dashboard connects and whether it asks for a password."""
+
+    url: str | None  # None: resolve_url picks the embedded server
+    prefix: str
+    password: str | None
+    embedded: bool
+
+
+def settings_from_env() -> Settings:
+    """The settings of this page run, read from the environment each time."""
+    return Settings(
+        url=os.environ.get(URL_ENV, "").strip() or None,
+        prefix=os.environ.get(PREFIX_ENV, "").strip() or DEFAULT_PREFIX,
+        password=os.environ.get(PASSWORD_ENV) or None,
+        embedded=os.environ.get(EMBEDDED_ENV) == "1",
+    )
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The queue service and how to describe its server (never with a password)."""
+
+    q: QueueService
+    display_url: str
+    embedded: bool
+
+
+@st.cache_resource(show_spinner=False)
+def connection(url: str | None, prefix: str, embedded_hint: bool) -> Connection:
+    """One QueueService per (url, prefix) for the whole dashboard process.
+
+    Without a URL this starts (or finds) the embedded server, which may raise
+    EmbeddedServerError; errors are not cached, so the next refresh retries.
+    """
+    resolved, embedded = resolve_url(url)
+    q = QueueService.from_url(resolved, prefix=prefix, socket_timeout=SOCKET_TIMEOUT_S,
+                              socket_connect_timeout=SOCKET_TIMEOUT_S)
+    logger.info("dashboard connected to %s prefix %s", redact_url(resolved), prefix)
+    return Connection(q, redact_url(resolved), embedded or embedded_hint)
+
+
+@st.cache_resource(show_spinner=False)
+def event_recorder(url: str | None, prefix: str, embedded_hint: bool) -> EventRecorder:
+    """One running EventRecorder per (url, prefix): ServerConnectionError when unreachable."""
+    conn = connection(url, prefix, embedded_hint)
+    return EventRecorder(conn.q, maxlen=RECORDER_MAXLEN).start()
+
+
+def server_version(url: str | None, prefix: str, embedded_hint: bool) -> str | None:
+    """``valkey 9.0.1`` / ``redis 7.2.4`` from INFO server, None when it cannot be read."""
+    try:
+        return _server_version(url, prefix, embedded_hint)
+    except Exception as exc:  # noqa: BLE001 - only a label: any failure means "unknown"
+        logger.info("INFO server failed: %s", exc)
+        return None
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _server_version(url: str | None, prefix: str, embedded_hint: bool) -> str:
+    # a failure raises, and st.cache_data caches only returned values
+    info = connection(url, prefix, embedded_hint).q.redis.info("server")
+    if "valkey_version" in info:
+        return f"valkey {info['valkey_version']}"
+    return f"{info.get('server_name') or 'redis'} {info.get('redis_version', '?')}"
+
+
+def settings_key(settings: Settings) -> tuple[str | None, str, bool]:
+    """The arguments that identify this page's shared resources."""
+    return settings.url, settings.prefix, settings.embedded

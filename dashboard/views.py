@@ -1,0 +1,224 @@
+"""What the page shows: headline figures, charts and the job tables, refreshed live.
+
+Everything data-driven is drawn by one fragment that reruns every
+``refresh_s`` seconds while live updates are on, so the page never reloads as
+a whole. A refresh reads three short things (see ``snapshot.take_snapshot``)
+and the recorder's last minutes of events; a failure to reach the server is a
+message, and the next refresh tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from botrix_toolkit import BotrixError, ServerConnectionError
+from botrix_toolkit import analysis, plots
+from dashboard import controls, snapshot, state
+
+logger = logging.getLogger(__name__)
+
+_DEPTH_HISTORY = "botrix_depth_history"
+_DEPTH_HISTORY_LEN = 600
+_PENDING_SHOWN = "botrix_pending_shown"
+_PROCESSING_SHOWN = "botrix_processing_shown"
+_TABLE_GENERATION = "botrix_table_generation"
+PRIORITY_CHOICES = list(analysis.PRIORITY_LEVELS)
+STATUS_CHOICES = ["pending", "running"]
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """The sidebar's choices for this page run."""
+
+    settings: state.Settings
+    live: bool
+    refresh_s: float
+    window_min: float
+    stall_timeout_s: float
+    top_n: int
+
+
+def connection_panel(settings: state.Settings) -> state.Connection | None:
+    """Sidebar lines naming the server (password removed); None when it cannot be set up."""
+    st.sidebar.subheader("Server")
+    try:
+        conn = state.connection(*state.settings_key(settings))
+    except BotrixError as exc:
+        st.sidebar.error(f"No server: {exc}")
+        return None
+    version = state.server_version(*state.settings_key(settings))
+    st.sidebar.markdown(f"`{conn.display_url}`")
+    where = "embedded Valkey" if conn.embedded else "external server"
+    st.sidebar.caption(f"{version or 'version unknown'} · {where} · prefix `{settings.prefix}`")
+    return conn
+
+
+def unreachable_message(conn: state.Connection, exc: BotrixError) -> None:
+    """A friendly error, never a traceback; the live refresh keeps trying."""
+    st.error(
+        f"Cannot reach the queue server at {conn.display_url}: {exc}. "
+        "The page retries on every refresh and recovers when the server is back.",
+        icon=":material/cloud_off:",
+    )
+
+
+def live_view(conn: state.Connection, options: PageOptions) -> None:
+    """Headline figures, charts and tables, redrawn every ``refresh_s`` s while live."""
+
+    @st.fragment(run_every=options.refresh_s if options.live else None)
+    def _refresh() -> None:
+        try:
+            snap = snapshot.take_snapshot(conn.q, options.top_n)
+        except BotrixError as exc:
+            unreachable_message(conn, exc)
+            return
+        live = _recent_activity(options, snap.taken_at)
+        _headline(snap, live, options)
+        _charts(snap, live)
+        _tables(conn, snap, options)
+        st.caption(f"updated {snap.taken_at:%H:%M:%S} UTC"
+                   + ("" if options.live else " · live updates paused"))
+
+    _refresh()
+
+
+def _recent_activity(options: PageOptions, now: pd.Timestamp) -> snapshot.Activity | None:
+    """The last ``window_min`` minutes from the shared recorder; None if it cannot record."""
+    try:
+        recorder = state.event_recorder(*state.settings_key(options.settings))
+    except ServerConnectionError as exc:
+        logger.info("event recorder not running: %s", exc)
+        return None
+    events = snapshot.recent_events(recorder.frame(), options.window_min, now)
+    return snapshot.activity(events, now)
+
+
+def _headline(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None,
+              options: PageOptions) -> None:
+    stats = snap.stats
+    cols = st.columns(5)
+    cols[0].metric("pending", f"{stats['queue_length']:,}")
+    cols[1].metric("high", f"{stats['high_priority']:,}")
+    cols[2].metric("normal", f"{stats['normal_priority']:,}")
+    cols[3].metric("low", f"{stats['low_priority']:,}")
+    age = snap.oldest_pending_age_s()
+    cols[4].metric("oldest pending", "–" if age is None else _duration(age),
+                   help=f"age of the oldest job among the first {options.top_n} in dequeue order")
+    cols = st.columns(5)
+    cols[0].metric("processing", f"{stats['processing_count']:,}")
+    stalled = snap.stalled(options.stall_timeout_s)
+    cols[1].metric("stalled", f"{stalled:,}",
+                   help=f"held longer than {options.stall_timeout_s:g} s without a lease renewal")
+    if live is None:
+        for col, label in zip(cols[2:], ("completed (1 min)", "failed (1 min)", "jobs/s now")):
+            col.metric(label, "–", help="no event recorder: server unreachable")
+        return
+    cols[2].metric("completed (1 min)", f"{live.completed_last_minute:,}")
+    cols[3].metric("failed (1 min)", f"{live.failed_last_minute:,}")
+    cols[4].metric("jobs/s now", f"{live.jobs_per_second:,.1f}",
+                   help=f"completed + failed per second over the last {snapshot.RATE_WINDOW_S} s")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None) -> None:
+    left, right = st.columns(2)
+    left.plotly_chart(snapshot.queue_figures(snap)["priority"], key="chart_priority")
+    right.plotly_chart(_depth_figure(snap), key="chart_depth")
+    if live is None:
+        st.info("Live charts start when the event recorder can subscribe to the server.")
+        return
+    figures = snapshot.activity_figures(live)
+    st.plotly_chart(figures["throughput"], key="chart_throughput")
+    left, right = st.columns(2)
+    left.plotly_chart(figures["wait"], key="chart_wait")
+    right.plotly_chart(figures["run"], key="chart_run")
+
+
+def _depth_figure(snap: snapshot.QueueSnapshot):  # noqa: ANN202 - a plotly Figure
+    """Queue depth from this tab's refreshes (stats rows kept in the session)."""
+    history: deque = st.session_state.setdefault(_DEPTH_HISTORY, deque(maxlen=_DEPTH_HISTORY_LEN))
+    history.append({"timestamp": snap.taken_at, **snap.stats})
+    return plots.queue_depth_figure(analysis.queue_depth(pd.DataFrame(list(history))))
+
+
+def _tables(conn: state.Connection, snap: snapshot.QueueSnapshot, options: PageOptions) -> None:
+    st.subheader("Jobs")
+    left, middle, right = st.columns([2, 2, 3])
+    priorities = left.multiselect("Priority", PRIORITY_CHOICES, key="filter_priority")
+    statuses = middle.multiselect("Status", STATUS_CHOICES, key="filter_status")
+    search = right.text_input("Search by id", key="filter_id", placeholder="part of a job id")
+
+    generation = st.session_state.setdefault(_TABLE_GENERATION, 0)
+    pending = _stable_while_selected(f"pending_table_{generation}", _PENDING_SHOWN,
+                                     snapshot.filter_jobs(snap.pending, priorities, statuses, search))
+    processing = _stable_while_selected(
+        f"processing_table_{generation}", _PROCESSING_SHOWN,
+        snapshot.filter_jobs(snap.processing, priorities, statuses, search))
+
+    shown_pending = f"first {options.top_n:,} in dequeue order" if snap.stats["queue_length"] > \
+        options.top_n else "all"
+    st.markdown(f"**Pending** · {len(pending):,} shown ({shown_pending}, "
+                f"{snap.stats['queue_length']:,} in the queue)")
+    pending_event = st.dataframe(
+        snapshot.display_frame(pending, snapshot.PENDING_DISPLAY), key=f"pending_table_{generation}",
+        on_select="rerun", selection_mode="multi-row", hide_index=True, height=300,
+    )
+    st.markdown(f"**Processing** · {len(processing):,} held "
+                f"(stalled after {options.stall_timeout_s:g} s)")
+    processing_event = st.dataframe(
+        snapshot.display_frame(processing, snapshot.PROCESSING_DISPLAY),
+        key=f"processing_table_{generation}", on_select="rerun", selection_mode="multi-row",
+        hide_index=True, height=200,
+        column_config={"held_s": st.column_config.NumberColumn("held (s)", format="%.1f")},
+    )
+    if search.strip() and pending.empty and processing.empty:
+        _lookup_outside_tables(conn, search.strip())
+
+    selected = [*pending.iloc[pending_event.selection.rows]["id"],
+                *processing.iloc[processing_event.selection.rows]["id"]]
+    if selected:
+        st.caption("The tables hold still while rows are selected.")
+        if st.button(f"Cancel {len(selected)} selected job(s)", type="primary",
+                     key="cancel_selected"):
+            controls.cancel_selected(conn, [str(job_id) for job_id in selected])
+            # a new key clears the selection
+            st.session_state[_TABLE_GENERATION] = generation + 1
+            st.rerun(scope="app")
+
+
+def _stable_while_selected(table_key: str, shown_key: str, fresh: pd.DataFrame) -> pd.DataFrame:
+    """The rows last shown while some are selected (row numbers must keep meaning the
+    same jobs until the user acts), else ``fresh``."""
+    table_state = st.session_state.get(table_key)
+    selection = getattr(table_state, "selection", None) if table_state is not None else None
+    rows = (selection or {}).get("rows", []) if isinstance(selection, dict) else \
+        getattr(selection, "rows", [])
+    if rows and shown_key in st.session_state:
+        kept = st.session_state[shown_key]
+        if all(row < len(kept) for row in rows):
+            return kept
+    st.session_state[shown_key] = fresh
+    return fresh
+
+
+def _lookup_outside_tables(conn: state.Connection, job_id: str) -> None:
+    """An id not among the rows read: say what the server knows about it (two GETs)."""
+    try:
+        status = conn.q.get_job_status(job_id)
+    except BotrixError:
+        st.caption(f"No job with id containing {job_id!r} among the rows shown; "
+                   "no job has exactly that id either.")
+        return
+    st.caption(f"Job {job_id!r} is not among the rows shown; its status is **{status}**.")
