@@ -1,0 +1,266 @@
+"""The dashboard page (dashboard/app.py) run by Streamlit's AppTest against a real server.
+
+AppTest runs the script in this process, so the page's settings are passed as
+environment variables with monkeypatch. Buttons inside ``st.dialog`` and the
+row selection of a table cannot be driven here: the browser test covers them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from botrix_toolkit import QueueService, cli
+from botrix_toolkit.server import free_port
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+TIMEOUT_S = 60  # the first run imports plotly and pandas; generous on a shared machine
+SECRET = "hunter2-Secret-7f3a"
+
+
+@pytest.fixture
+def page_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str) -> None:
+    """Point the page at the test server and the test's own key prefix."""
+    monkeypatch.setenv("BOTRIX_REDIS_URL", redis_url)
+    monkeypatch.setenv("BOTRIX_PREFIX", key_prefix)
+    monkeypatch.delenv("BOTRIX_DASHBOARD_PASSWORD", raising=False)
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    at.run()
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(elements: Any) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def button(at: AppTest, label: str) -> Any:
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def everything_rendered(at: AppTest) -> str:
+    """Every element's protobuf text and value (dataframes as CSV), for secret searches."""
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            parts.append(str(proto))
+        if type(node).__name__ == "Dataframe":
+            parts.append(node.value.to_csv())
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)
+
+
+def test_page_renders_queue_counts(page_env: None, queue: QueueService) -> None:
+    queue.add_jobs([{"priority": "high"}] * 2 + [{"priority": "normal"}] + [{"priority": "low"}] * 3)
+
+    at = run_page()
+
+    assert_no_exception(at)
+    shown = metrics(at)
+    assert (shown["pending"], shown["high"], shown["normal"], shown["low"]) == ("6", "2", "1", "3")
+    assert shown["processing"] == "0"
+    assert shown["stalled"] == "0"
+    pending_table = at.dataframe[0].value
+    assert len(pending_table) == 6
+    assert list(pending_table["priority_label"].astype(str))[:2] == ["high", "high"]
+
+
+def test_add_form_adds_copies_in_bulk(page_env: None, queue: QueueService) -> None:
+    at = run_page()
+    at.selectbox(key="add_priority").set_value("high")
+    at.number_input(key="add_count").set_value(3)
+    at.number_input(key="add_copies").set_value(250)
+    at.text_input(key="add_username").set_value("alice")
+    at.checkbox(key="add_test_mode").check()
+    at.text_area(key="add_extra").set_value('{"source": "dashboard-test"}')
+    button(at, "Add jobs").click()
+    at.run()
+
+    assert_no_exception(at)
+    stats = queue.get_queue_stats()
+    assert (stats["queue_length"], stats["high_priority"]) == (250, 250)
+    job = queue.get_pending_jobs(limit=1)[0]
+    assert (job.count, job.username, job.test_mode, job.priority) == (3, "alice", True, 2)
+    assert job.extra == {"source": "dashboard-test"}
+    assert any("Added 250 high-priority job(s)" in s for s in texts(at.success))
+    assert metrics(at)["pending"] == "250"
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ('{"source": ', "not valid JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"priority": 0}', "may not set priority"),
+])
+def test_bad_extra_json_is_an_error_and_writes_nothing(
+    page_env: None, queue: QueueService, extra: str, problem: str
+) -> None:
+    at = run_page()
+    at.number_input(key="add_copies").set_value(5)
+    at.text_area(key="add_extra").set_value(extra)
+    button(at, "Add jobs").click()
+    at.run()
+
+    assert_no_exception(at)
+    assert any(problem in s and "Nothing added" in s for s in texts(at.error)), texts(at.error)
+    assert queue.get_queue_stats()["queue_length"] == 0
+    assert queue.redis.keys(f"{queue.keys.prefix}*") == []
+
+
+def test_cancel_by_id_known_and_unknown(page_env: None, queue: QueueService) -> None:
+    keep, cancel = queue.add_jobs([{"priority": 1}, {"priority": 1}])
+    at = run_page()
+
+    at.text_input(key="cancel_id").set_value(cancel)
+    button(at, "Cancel job").click()
+    at.run()
+    assert_no_exception(at)
+    assert queue.get_job_status(cancel) == "cancelled"
+    assert queue.get_job_status(keep) == "pending"
+    assert any(f"Cancelled job {cancel}" in s for s in texts(at.success))
+    assert metrics(at)["pending"] == "1"
+
+    at.text_input(key="cancel_id").set_value("no-such-job-123")
+    button(at, "Cancel job").click()
+    at.run()
+    assert_no_exception(at)
+    assert any("Unknown job id 'no-such-job-123'" in s for s in texts(at.error)), texts(at.error)
+    assert queue.get_job_status(keep) == "pending"
+
+
+def test_prune_orphans_reports_what_it_removed(page_env: None, queue: QueueService) -> None:
+    orphan, alive = queue.add_jobs([{"priority": 1}, {"priority": 1}])
+    queue.redis.delete(queue.keys.data(orphan))  # as if its data had expired
+    at = run_page()
+
+    button(at, "Prune orphans").click()
+    at.run()
+    assert_no_exception(at)
+    assert any("Pruned 1 orphaned id(s)" in s for s in texts(at.success)), texts(at.success)
+    assert queue.get_queue_length() == 1
+
+    button(at, "Prune orphans").click()
+    at.run()
+    assert any("No orphans" in s for s in texts(at.info)), texts(at.info)
+
+
+def test_recover_stalled_reports_and_requeues(page_env: None, queue: QueueService) -> None:
+    [job_id] = queue.add_jobs([{"priority": 2}])
+    [held] = queue.dequeue_jobs(1)
+    assert held.id == job_id
+    at = run_page()
+    at.number_input(key="stall_timeout_s").set_value(1.0)
+    at.run()
+    time.sleep(1.2)  # let the lease age past the 1 s timeout (not a timing assertion)
+    at.run()
+    assert metrics(at)["stalled"] == "1"
+
+    button(at, "Recover stalled (> 1 s)").click()
+    at.run()
+    assert_no_exception(at)
+    assert any("Recovered 1 stalled job(s)" in s for s in texts(at.success)), texts(at.success)
+    assert queue.get_job_status(job_id) == "pending"
+    assert metrics(at)["processing"] == "0"
+
+    button(at, "Recover stalled (> 1 s)").click()
+    at.run()
+    assert any("nothing recovered" in s for s in texts(at.info)), texts(at.info)
+
+
+def test_unreachable_server_is_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, key_prefix: str
+) -> None:
+    monkeypatch.setenv("BOTRIX_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("BOTRIX_PREFIX", key_prefix)
+    monkeypatch.delenv("BOTRIX_DASHBOARD_PASSWORD", raising=False)
+
+    at = run_page()
+
+    assert_no_exception(at)
+    assert any("Cannot reach the queue server" in s for s in texts(at.error)), texts(at.error)
+    assert not at.metric
+    page = everything_rendered(at)
+    assert "redis://:***@127.0.0.1" in page
+    assert SECRET not in page
+
+    at.text_input(key="cancel_id").set_value("some-job")
+    button(at, "Cancel job").click()
+    at.run()
+    assert_no_exception(at)
+    assert any("unreachable, nothing was changed" in s for s in texts(at.error)), texts(at.error)
+
+
+def test_job_secrets_and_html_are_never_rendered(page_env: None, queue: QueueService) -> None:
+    [job_id] = queue.add_jobs([{"priority": 1, "username": "<b>bob</b>", "password": SECRET,
+                                "extra": {"note": "<script>alert(1)</script>"}}])
+    [held_id] = queue.add_jobs([{"priority": 2, "username": "carol", "password": SECRET}])
+    queue.dequeue_jobs(1)
+
+    at = run_page()
+
+    assert_no_exception(at)
+    page = everything_rendered(at)
+    assert "carol" in page and job_id in page  # the search does see the tables
+    assert SECRET not in page
+    pending = at.dataframe[0].value
+    assert "password" not in pending.columns
+    row = pending[pending["id"] == job_id].iloc[0]
+    assert row["username"] == "<b>bob</b>"  # shown as text in the table
+    assert row["note"] == "<script>alert(1)</script>"
+    assert list(at.dataframe[1].value["id"]) == [held_id]
+    assert not any("<b>bob</b>" in str(m.value) for m in at.markdown)
+
+
+def test_password_gate(monkeypatch: pytest.MonkeyPatch, page_env: None,
+                       queue: QueueService) -> None:
+    monkeypatch.setenv("BOTRIX_DASHBOARD_PASSWORD", SECRET)
+    queue.add_jobs([{"priority": 1}])
+
+    at = run_page()
+    assert_no_exception(at)
+    assert not at.metric and not at.dataframe
+    assert [b.label for b in at.button] == ["Sign in"]
+
+    at.text_input(key="sign_in_password").set_value("wrong guess")
+    button(at, "Sign in").click()
+    at.run()
+    assert any("Wrong password" in s for s in texts(at.error))
+    assert not at.metric
+
+    at.text_input(key="sign_in_password").set_value(SECRET)
+    button(at, "Sign in").click()
+    at.run()
+    assert_no_exception(at)
+    assert metrics(at)["pending"] == "1"
+    assert SECRET not in everything_rendered(at)
+
+
+def test_cli_refuses_a_public_host_without_a_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BOTRIX_DASHBOARD_PASSWORD", raising=False)
+
+    code = cli.main(["dashboard", "--host", "0.0.0.0", "--redis-url", "redis://127.0.0.1:1/0"])
+
+    assert code == cli.EXIT_ERROR
+    assert "BOTRIX_DASHBOARD_PASSWORD" in capsys.readouterr().err
