@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"botrix dashboard on http://{args.host}:{args.port} · server {redact_url(url)}"
           f"{' (embedded)' if embedded else ''} · prefix {args.prefix}", flush=True)
     logger.info("running %s", " ".join(command))
-    try:
-        return subprocess.call(command, env=dashboard_environment(url, args.prefix, embedded))
-    except KeyboardInterrupt:
-        return 130
+    # exec, not a child process: signals (Ctrl-C, SIGTERM from a supervisor)
+    # reach Streamlit directly and no orphan is left behind
+    os.execve(command[0], command, dashboard_environment(url, args.prefix, embedded))
+    return 0  # pragma: no cover - execve does not return

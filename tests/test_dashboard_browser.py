@@ -1,0 +1,153 @@
+"""The dashboard as a person sees it: `botrix dashboard` driven by a real Chromium.
+
+Uses Playwright's Python package with Debian's Chromium (/usr/bin/chromium);
+browser downloads (`playwright install`) are never needed. Without Chromium the
+test skips with the reason, unless BOTRIX_REQUIRE_BROWSER=1 (CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from botrix_toolkit import QueueService
+from botrix_toolkit.server import free_port
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACT = REPO / "test-artifacts" / "dashboard.png"
+STARTUP_TIMEOUT_S = 60
+WAIT_MS = 30_000  # UI waits: generous, the machine is shared
+
+
+def _browser_or_skip() -> None:
+    """Skip (or fail under BOTRIX_REQUIRE_BROWSER=1) when the browser cannot run here."""
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is not installed (pip install playwright)"
+    if problem is None:
+        return
+    if os.environ.get("BOTRIX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser test required (BOTRIX_REQUIRE_BROWSER=1) but {problem}")
+    pytest.skip(f"browser test skipped: {problem}")
+
+
+@pytest.fixture
+def dashboard_url(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[str]:
+    """`botrix dashboard` on a free port, serving the test's queue; stopped afterwards."""
+    _browser_or_skip()
+    port = free_port()
+    env = {**os.environ, "BOTRIX_HOME": str(tmp_path)}
+    env.pop("BOTRIX_DASHBOARD_PASSWORD", None)
+    log = (tmp_path / "dashboard.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "botrix_toolkit.cli", "dashboard", "--port", str(port),
+         "--redis-url", redis_url, "--prefix", key_prefix],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        log.close()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"botrix dashboard exited with {process.returncode}:\n{log.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    log.seek(0)
+    pytest.fail(f"botrix dashboard did not answer within {STARTUP_TIMEOUT_S} s:\n{log.read()}")
+
+
+def test_add_see_cancel_and_clear_in_the_browser(dashboard_url: str, queue: QueueService) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2600})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(dashboard_url)
+            expect(page.get_by_role("heading", name="botrix queue")).to_be_visible()
+            expect(page.get_by_text("Pending · 0 shown")).to_be_visible()
+
+            # add 5 high-priority jobs through the form
+            page.get_by_role("tab", name="Add jobs").click()
+            form = page.get_by_test_id("stForm").filter(has_text="How many copies")
+            form.get_by_role("combobox", name="Priority").click()
+            page.get_by_role("option", name="high").click()
+            copies = form.get_by_label("How many copies")
+            copies.fill("5")
+            copies.press("Tab")
+            form.get_by_label("Username").fill("browser-user")
+            form.get_by_role("button", name="Add jobs").click()
+            expect(page.get_by_text("Added 5 high-priority job(s)")).to_be_visible()
+            assert queue.get_queue_stats()["high_priority"] == 5
+
+            # they are in the table and in the priority chart
+            expect(page.get_by_text("Pending · 5 shown")).to_be_visible()
+            chart = page.locator(".js-plotly-plot").filter(has_text="Pending jobs by priority")
+            expect(chart.locator("text.bartext").first).to_have_text("5")
+
+            # cancel the first row, selected in the pending table
+            first = queue.get_pending_jobs(limit=1)[0].id
+            grid = page.get_by_test_id("stDataFrame").first.get_by_test_id("data-grid-canvas")
+            box = grid.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + 15, box["y"] + 36 + 17)  # row 0's checkbox
+            page.get_by_role("button", name="Cancel 1 selected job(s)").click()
+            expect(page.get_by_text("Cancelled 1 selected job(s).")).to_be_visible()
+            assert queue.get_job_status(first) == "cancelled"
+            assert queue.get_queue_length() == 4
+            expect(page.get_by_text("Pending · 4 shown")).to_be_visible()
+
+            # clear the rest through the confirmation dialog
+            page.get_by_role("tab", name="Maintenance").click()
+            page.get_by_role("button", name="Clear the queue…").click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog).to_contain_text("This cancels all 4 pending job(s)")
+            dialog.get_by_role("button", name="Cancel 4 jobs").click()
+            expect(page.get_by_text("Cleared the queue: 4 job(s) cancelled.")).to_be_visible()
+            expect(dialog).to_have_count(0)
+            assert queue.get_queue_length() == 0
+            expect(page.get_by_text("Pending · 0 shown")).to_be_visible()
+
+            ARTIFACT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACT), full_page=True)
+        finally:
+            browser.close()
