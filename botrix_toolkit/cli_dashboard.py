@@ -62,6 +62,7 @@ def streamlit_command(host: str, port: int) -> list[str]:
         sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button on a team's dashboard
         "--server.address", host,
         "--server.port", str(port),
     ]

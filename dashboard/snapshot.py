@@ -31,6 +31,9 @@ DEFAULT_WINDOW_MIN = 5
 RATE_WINDOW_S = 10
 # Columns never shown, whatever a frame holds (the frames already redact them).
 HIDDEN_COLUMNS = frozenset({"password"})
+# Go bookkeeping fields that are empty or zero while a job waits: left out of the table.
+UNINFORMATIVE_COLUMNS = frozenset({"priority", "updated_at", "deleted_at", "started_at",
+                                   "completed_at", "progress", "successful", "failed"})
 PENDING_DISPLAY = ("rank", "id", "priority_label", "status", "created_at", "count",
                    "username", "test_mode", "error_msg")
 PROCESSING_DISPLAY = ("id", "priority_label", "status", "held_s", "leased_at", "username",
@@ -139,8 +142,8 @@ def display_frame(frame: pd.DataFrame, first: tuple[str, ...]) -> pd.DataFrame:
     every cell as text, so HTML in a job is never rendered).
     """
     keep = [c for c in first if c in frame.columns]
-    rest = [c for c in frame.columns if c not in keep and c not in HIDDEN_COLUMNS
-            and c not in ("priority",)]
+    rest = [c for c in frame.columns
+            if c not in keep and c not in HIDDEN_COLUMNS and c not in UNINFORMATIVE_COLUMNS]
     shown = frame[keep + rest].copy()
     for column in rest:
         if shown[column].dtype == object:

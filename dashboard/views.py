@@ -29,6 +29,18 @@ _PROCESSING_SHOWN = "botrix_processing_shown"
 _TABLE_GENERATION = "botrix_table_generation"
 PRIORITY_CHOICES = list(analysis.PRIORITY_LEVELS)
 STATUS_CHOICES = ["pending", "running"]
+CHART_HEIGHT = 340
+# Friendlier headers; the frames keep their documented column names.
+COLUMN_LABELS = {
+    "rank": st.column_config.NumberColumn("#", help="position in the queue, 0 = served next"),
+    "id": st.column_config.TextColumn("id", width=290),
+    "priority_label": "priority",
+    "held_s": st.column_config.NumberColumn("held (s)", format="%.1f"),
+    "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "leased_at": st.column_config.DatetimeColumn("leased (UTC)", format="HH:mm:ss"),
+    "test_mode": "test",
+    "error_msg": "error",
+}
 
 
 @dataclass(frozen=True)
@@ -132,18 +144,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _chart(where, figure, key: str) -> None:  # noqa: ANN001 - a container, a Figure
+    figure.update_layout(height=CHART_HEIGHT)
+    where.plotly_chart(figure, key=key)
+
+
 def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None) -> None:
     left, right = st.columns(2)
-    left.plotly_chart(snapshot.queue_figures(snap)["priority"], key="chart_priority")
-    right.plotly_chart(_depth_figure(snap), key="chart_depth")
+    _chart(left, snapshot.queue_figures(snap)["priority"], "chart_priority")
+    _chart(right, _depth_figure(snap), "chart_depth")
     if live is None:
         st.info("Live charts start when the event recorder can subscribe to the server.")
         return
     figures = snapshot.activity_figures(live)
-    st.plotly_chart(figures["throughput"], key="chart_throughput")
+    _chart(st, figures["throughput"], "chart_throughput")
     left, right = st.columns(2)
-    left.plotly_chart(figures["wait"], key="chart_wait")
-    right.plotly_chart(figures["run"], key="chart_run")
+    _chart(left, figures["wait"], "chart_wait")
+    _chart(right, figures["run"], "chart_run")
 
 
 def _depth_figure(snap: snapshot.QueueSnapshot):  # noqa: ANN202 - a plotly Figure
@@ -174,6 +191,7 @@ def _tables(conn: state.Connection, snap: snapshot.QueueSnapshot, options: PageO
     pending_event = st.dataframe(
         snapshot.display_frame(pending, snapshot.PENDING_DISPLAY), key=f"pending_table_{generation}",
         on_select="rerun", selection_mode="multi-row", hide_index=True, height=300,
+        column_config=COLUMN_LABELS,
     )
     st.markdown(f"**Processing** · {len(processing):,} held "
                 f"(stalled after {options.stall_timeout_s:g} s)")
@@ -181,7 +199,7 @@ def _tables(conn: state.Connection, snap: snapshot.QueueSnapshot, options: PageO
         snapshot.display_frame(processing, snapshot.PROCESSING_DISPLAY),
         key=f"processing_table_{generation}", on_select="rerun", selection_mode="multi-row",
         hide_index=True, height=200,
-        column_config={"held_s": st.column_config.NumberColumn("held (s)", format="%.1f")},
+        column_config=COLUMN_LABELS,
     )
     if search.strip() and pending.empty and processing.empty:
         _lookup_outside_tables(conn, search.strip())
