@@ -6,9 +6,12 @@ import argparse
 
 import redis
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from .bench import Comparison, QueueBenchmark
+from .bench_events import run_recorder_benchmark
+from .bench_frames import FrameBenchmarkResult, run_frame_benchmark
 from .server import redact_url, resolve_url
 
 
@@ -23,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--redis-url", default=None, help="server (default: BOTRIX_REDIS_URL, else the embedded one)")
     bench.add_argument("--jobs", type=int, default=3000, help="jobs for the one-by-one measurements")
     bench.add_argument("--bulk-jobs", type=int, default=30_000, help="jobs for the bulk measurements")
+    bench.add_argument("--frame-jobs", type=int, default=1_000_000,
+                       help="pending jobs for the frame measurement (filling takes about a minute per million)")
+    bench.add_argument("--recorder-seconds", type=float, default=10.0,
+                       help="seconds of flat-out publishing for the recorder measurement")
+    bench.add_argument("--only", default="queue,frames,events",
+                       help="comma-separated sections to run: queue, frames, events")
     bench.set_defaults(handler=run)
 
 
@@ -38,15 +47,56 @@ def comparisons_table(title: str, comparisons: list[Comparison]) -> Table:
     return table
 
 
+def frames_table(result: FrameBenchmarkResult) -> Table:
+    table = Table(title=f"pending_jobs_frame, {result.jobs:,} pending jobs")
+    for column in ("measure", "value", "target"):
+        table.add_column(column)
+    table.add_row("raw baseline (ZRANGE + MGET + json + DataFrame)",
+                  f"{result.raw_seconds:.2f} s ({result.jobs / result.raw_seconds:,.0f} jobs/s)", "")
+    table.add_row("pending_jobs_frame", f"{result.toolkit_seconds:.2f} s "
+                  f"({result.jobs / result.toolkit_seconds:,.0f} jobs/s)", "")
+    table.add_row("time ratio to raw", f"{result.ratio:.2f}x", "<= 1.50x " + ("ok" if result.ratio <= 1.5 else "ABOVE"))
+    table.add_row("Go-style two GETs per job", f"{result.go_style_rate:,.0f} jobs/s", "")
+    table.add_row("peak memory added", f"{result.toolkit_peak_mib:,.0f} MiB",
+                  "< 1536 MiB at 1M " + ("ok" if result.toolkit_peak_mib < 1536 else "ABOVE"))
+    return table
+
+
+def recorder_table(result: dict) -> Table:
+    table = Table(title=f"event capture, flat-out publisher for {result['seconds']:g} s")
+    for column in ("subscriber", "sent", "received", "lost", "published/s", "received/s"):
+        table.add_column(column, justify="left" if column == "subscriber" else "right")
+    for name, key in (("redis-py PubSub.listen()", "pubsub_listen"), ("EventRecorder", "recorder"),
+                      ("EventRecorder, one burst", "burst")):
+        row = result[key]
+        table.add_row(name, f"{row['sent']:,}", f"{row['received']:,}", f"{row['lost']:,}",
+                      f"{row['publish_rate']:,.0f}", f"{row['receive_rate']:,.0f}")
+    table.caption = (f"recorder received/published ratio {result['ratio']:.2f} "
+                     "(target: 0 lost, >= 400,000 received/s)")
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     url, embedded = resolve_url(args.redis_url)
-    console = Console()
+    sections = {name.strip() for name in args.only.split(",")}
+    console = Console(width=max(Console().width, 120))
     console.print(f"server: {redact_url(url)}{' (embedded)' if embedded else ''}")
     client = redis.Redis.from_url(url)
     try:
-        console.print(f"queue operations: {args.jobs:,} jobs one by one, {args.bulk_jobs:,} in bulk ...")
-        results = QueueBenchmark(client, args.jobs, args.bulk_jobs).run()
-        console.print(comparisons_table("queue operations", results))
+        if "queue" in sections:
+            console.print(f"queue operations: {args.jobs:,} jobs one by one, {args.bulk_jobs:,} in bulk ...")
+            results = QueueBenchmark(client, args.jobs, args.bulk_jobs).run()
+            console.print(comparisons_table("queue operations", results))
+        if "frames" in sections:
+            with Progress(transient=True, console=console) as progress:
+                task = progress.add_task(f"filling {args.frame_jobs:,} jobs", total=args.frame_jobs)
+                result = run_frame_benchmark(
+                    client, args.frame_jobs, lambda done, total: progress.update(task, completed=done)
+                )
+            console.print(frames_table(result))
+        if "events" in sections:
+            console.print(f"event capture: {args.recorder_seconds:g} s per subscriber ...")
+            console.print(recorder_table(run_recorder_benchmark(url, args.recorder_seconds)))
     finally:
         client.close()
     return 0

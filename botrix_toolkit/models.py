@@ -11,6 +11,7 @@ changed are written back byte for byte (Go keeps nanoseconds, Python does not).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -94,15 +95,20 @@ def validate_job_id(job_id: Any) -> str:
     return job_id
 
 
+# What Go's time.Time.UnmarshalJSON accepts: RFC 3339, with a fraction of 1-9 digits.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
 def parse_go_time(text: str) -> datetime | None:
     """An RFC 3339 time as Go writes it; Go's zero time is None."""
     if text == GO_ZERO_TIME:
         return None
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(f"time {text[:40]!r} is not RFC 3339")
     # fromisoformat reads 'Z', offsets and up to 9 fraction digits (truncated to us).
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError(f"time {text!r} has no offset")
-    return parsed
+    return datetime.fromisoformat(text)
 
 
 def format_go_time(moment: datetime | None) -> str:
@@ -147,6 +153,9 @@ _GO_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("priority", _INT, False),
 )
 _GO_FIELD_KIND = {name: kind for name, kind, _ in _GO_FIELDS}
+_GO_FIELD_BY_LOWER = {name.lower(): name for name in _GO_FIELD_KIND}
+# Go's int is 64 bits: a larger number fails to decode.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 TIME_FIELDS = tuple(name for name, kind, _ in _GO_FIELDS if kind in (_TIME, _NULLTIME))
 
 
@@ -184,9 +193,12 @@ class Job:
         Raises CorruptJobError naming the job id and what is wrong.
         """
         where = f"job {job_id!r}" if job_id is not None else "job data"
+        if isinstance(raw, bytes):
+            # Go replaces invalid UTF-8 with U+FFFD rather than failing.
+            raw = raw.decode("utf-8", "replace")
         try:
-            document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            document = json.loads(raw, parse_constant=_reject_constant)
+        except ValueError as exc:
             raise CorruptJobError(f"{where} is not valid JSON: {exc}") from None
         if not isinstance(document, dict):
             raise CorruptJobError(
@@ -196,6 +208,8 @@ class Job:
         raw_times: dict[str, tuple[datetime | None, str]] = {}
         extra: dict[str, Any] = {}
         for name, value in document.items():
+            # Go matches keys to fields case-insensitively; later keys win.
+            name = name if name in _GO_FIELD_KIND else _GO_FIELD_BY_LOWER.get(name.lower(), name)
             kind = _GO_FIELD_KIND.get(name)
             if kind is None:
                 extra[name] = value
@@ -284,7 +298,15 @@ class Job:
 
     def to_json(self) -> str:
         """Go-compatible JSON text of the job."""
-        return json.dumps(self.to_wire_dict(), ensure_ascii=False, separators=(",", ":"))
+        document = self.to_wire_dict()
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate read from a \ud800 escape: keep it escaped.
+                text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        return text
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
         """A flat dict of every field (unknown ones too); secrets redacted by default."""
@@ -313,6 +335,8 @@ def _decode_go_value(kind: str, value: Any) -> Any:
             return 0
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"expected an integer, got {json.dumps(value)[:40]}")
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"integer {value} does not fit Go's int64")
         return value
     if kind == _STR:
         if value is None:
@@ -329,6 +353,10 @@ def _decode_go_value(kind: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise TypeError(f"expected an RFC 3339 time string, got {json.dumps(value)[:40]}")
     return parse_go_time(value)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _coerce_user_value(name: str, kind: str, value: Any) -> Any:

@@ -12,15 +12,18 @@ import html
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from . import queries
-from .errors import CorruptJobError, InvalidInputError, JobNotFoundError
+from .errors import CorruptJobError, InvalidInputError, JobNotFoundError, WrongKeyTypeError
 from .keys import DEFAULT_PREFIX, QueueKeys
-from .models import Job, JobStatus, Priority, utc_now, validate_job_id
+from .models import SECRET_FIELDS, Job, JobStatus, Priority, utc_now, validate_job_id
 from .scripting import Scripts, as_text, translated_errors
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +140,11 @@ class QueueService:
 
     # -- taking and finishing --------------------------------------------
     def dequeue_job(self) -> Job | None:
-        """Claims the next job (highest priority, oldest first), or None when empty."""
+        """Claims the next job, or None when empty.
+
+        Highest priority first; equal priorities in id order, as the sorted set
+        orders equal scores (the same order the Go service serves).
+        """
         jobs = self.dequeue_jobs(1)
         return jobs[0] if jobs else None
 
@@ -266,9 +273,14 @@ class QueueService:
         keys = self.keys
         script_keys = [keys.queue, keys.processing, keys.leases, *map(keys.status, ids)]
         with self._errors(*script_keys):
-            changed, _ = self._scripts.set_status(
+            changed, _, wrong_type = self._scripts.set_status(
                 keys=script_keys, args=[status.value, self.ttl, keys.updates, event, which, error, *ids]
             )
+        bad_keys = [keys.status(as_text(job_id)) for job_id in wrong_type]
+        if bad_keys and len(ids) == 1:
+            raise WrongKeyTypeError(f"key {bad_keys[0]!r} is not a string: cannot store a status there")
+        for key in bad_keys:
+            logger.warning("skipped key %s: it is not a string, cannot store a status there", key)
         return [as_text(job_id) for job_id in changed]
 
     # -- leases, stalled jobs and orphans --------------------------------
@@ -411,6 +423,27 @@ class QueueService:
         """queue_length, processing_count, exact high/normal/low counts, ttl_seconds."""
         with self._errors(self.keys.queue, self.keys.processing):
             return queries.queue_stats(self.redis, self.keys, self.ttl)
+
+    # -- frames ----------------------------------------------------------
+    def pending_jobs_frame(
+        self, limit: int | None = None, secrets: Iterable[str] = SECRET_FIELDS
+    ) -> pd.DataFrame:
+        """Pending jobs in dequeue order as a DataFrame: see job_frames.PENDING_COLUMNS."""
+        from .job_frames import pending_jobs_frame
+
+        return pending_jobs_frame(self, limit, secrets)
+
+    def processing_frame(self) -> pd.DataFrame:
+        """Jobs held by workers, longest held first: see job_frames.PROCESSING_COLUMNS."""
+        from .job_frames import processing_frame
+
+        return processing_frame(self)
+
+    def stats_frame(self) -> pd.DataFrame:
+        """One row of get_queue_stats() with its timestamp: see frames.STATS_COLUMNS."""
+        from .job_frames import stats_frame
+
+        return stats_frame(self)
 
     # -- results ---------------------------------------------------------
     def save_job_result(self, job_id: str, result: Any) -> None:

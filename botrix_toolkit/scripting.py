@@ -88,7 +88,7 @@ def translated_errors(server: str, keys: Sequence[str] = ()) -> Iterator[None]:
             raise WrongKeyTypeError(
                 f"key {key!r} holds a {actual}, expected a {expected}"
             ) from exc
-        if text.startswith("WRONGTYPE"):
+        if "WRONGTYPE" in text:
             named = ", ".join(repr(k) for k in keys) or "a queue key"
             raise WrongKeyTypeError(f"{named}: {text}") from exc
         raise BotrixError(f"{server} refused the command: {text}") from exc

@@ -18,7 +18,9 @@
 --              or processing), 'queued' (in the queue now) or 'processing'
 -- ARGV[6]      error message carried in the events ('' for none)
 -- ARGV[6+i]    id i
--- Returns {changed ids, ids skipped because they did not match ARGV[5]}.
+-- Returns {changed ids, ids skipped because they did not match ARGV[5],
+-- ids skipped because their status key holds another type than a string}:
+-- one bad key must not block clearing a whole queue.
 local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local status, ttl, channel, final_event, which, message =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -26,9 +28,6 @@ local status, ttl, channel, final_event, which, message =
 expect_type(queue, 'zset')
 expect_type(processing, 'set')
 expect_type(leases, 'zset')
-for i = 4, #KEYS do
-  expect_type(KEYS[i], 'string')
-end
 
 -- Checked cheapest-first: most calls finish a job that is held.
 local function matches(id, status_key)
@@ -38,13 +37,16 @@ local function matches(id, status_key)
   return redis.call('EXISTS', status_key) == 1 or redis.call('ZSCORE', queue, id) ~= false
 end
 
-local changed, skipped = {}, {}
+local changed, skipped, wrong_type = {}, {}, {}
 local ts = (server_time())
 local final = is_final(status)
 local extra = error_field(message)
 for i = 4, #KEYS do
   local id, status_key = ARGV[3 + i], KEYS[i]
-  if matches(id, status_key) then
+  local found = redis.call('TYPE', status_key)['ok']
+  if found ~= 'none' and found ~= 'string' then
+    table.insert(wrong_type, id)
+  elseif matches(id, status_key) then
     redis.call('SET', status_key, status, 'EX', ttl)
     publish(channel, 'status_updated', id, ts, status, extra)
     if final then
@@ -60,4 +62,4 @@ for i = 4, #KEYS do
     table.insert(skipped, id)
   end
 end
-return {changed, skipped}
+return {changed, skipped, wrong_type}
