@@ -264,3 +264,33 @@ def test_cli_refuses_a_public_host_without_a_password(
 
     assert code == cli.EXIT_ERROR
     assert "BOTRIX_DASHBOARD_PASSWORD" in capsys.readouterr().err
+
+
+def test_page_recovers_when_the_server_comes_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, key_prefix: str
+) -> None:
+    from botrix_toolkit.server import EmbeddedServer
+
+    port = free_port()
+    server = EmbeddedServer(data_dir=tmp_path, port=port)
+    url = server.start()
+    monkeypatch.setenv("BOTRIX_REDIS_URL", url)
+    monkeypatch.setenv("BOTRIX_PREFIX", key_prefix)
+    monkeypatch.delenv("BOTRIX_DASHBOARD_PASSWORD", raising=False)
+    try:
+        QueueService.from_url(url, prefix=key_prefix).add_jobs([{"priority": 1}] * 2)
+        at = run_page()
+        assert metrics(at)["pending"] == "2"
+
+        server.stop()
+        at.run()  # what the live fragment does every refresh
+        assert_no_exception(at)
+        assert any("Cannot reach the queue server" in s for s in texts(at.error))
+
+        assert EmbeddedServer(data_dir=tmp_path, port=port).start() == url  # same data (AOF)
+        at.run()
+        assert_no_exception(at)
+        assert not at.error
+        assert metrics(at)["pending"] == "2"
+    finally:
+        EmbeddedServer(data_dir=tmp_path).stop()

@@ -8,6 +8,7 @@ test skips with the reason, unless BOTRIX_REQUIRE_BROWSER=1 (CI), where it fails
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,6 +106,17 @@ def test_add_see_cancel_and_clear_in_the_browser(dashboard_url: str, queue: Queu
             page.goto(dashboard_url)
             expect(page.get_by_role("heading", name="botrix queue")).to_be_visible()
             expect(page.get_by_text("Pending · 0 shown")).to_be_visible()
+
+            # live: the figures redraw without a page reload; the toggle pauses them
+            updated = page.get_by_text(re.compile(r"^updated \d\d:\d\d:\d\d UTC"))
+            expect(updated).not_to_have_text(updated.inner_text())
+            page.get_by_text("Live updates", exact=True).click()
+            expect(updated).to_contain_text("live updates paused")
+            paused_at = updated.inner_text()
+            page.wait_for_timeout(3500)  # longer than the 2 s refresh interval
+            assert updated.inner_text() == paused_at
+            page.get_by_text("Live updates", exact=True).click()
+            expect(updated).not_to_contain_text("paused")
 
             # add 5 high-priority jobs through the form
             page.get_by_role("tab", name="Add jobs").click()
