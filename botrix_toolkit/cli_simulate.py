@@ -1,10 +1,161 @@
-"""``botrix simulate``: load runs of producers and workers (see simulation.py)."""
+"""``botrix simulate``: run a load scenario (or ``--max``) and print its summary.
+
+Every Scenario field is also an option (``--rate 500``, ``--rate-shape step``,
+``--priority-mix high=10,normal=60,low=30``, ``--no-restart-crashed``...),
+applied over the scenario file's values.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from .keys import DEFAULT_PREFIX
+from .scenarios import SCENARIO_DIR, Scenario, parse_priority_mix
+
+# Scenario fields that get no option of their own (name has --name, set below).
+_NOT_OPTIONS = {"description"}
+EXIT_LOST = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("simulate", help="run a load simulation (work in progress)")
-    parser.set_defaults(handler=lambda args: 0)
+    available = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.toml")))
+    parser = subparsers.add_parser(
+        "simulate", help="run a load simulation (producers, worker processes, crashes)",
+        description="Run producers and worker processes against the queue, show live progress, "
+                    "then print throughput, latency by priority and a conservation check, and "
+                    "save the events, stats and summary to data/runs/<name>/. "
+                    f"Scenarios shipped: {available}.",
+    )
+    parser.add_argument("scenario", nargs="?", default="steady",
+                        help="scenario name in data/scenarios or path to a TOML file "
+                             "(default: steady)")
+    parser.add_argument("--redis-url", default=None,
+                        help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX,
+                        help=f"queue key prefix (default {DEFAULT_PREFIX}, so the dashboard shows "
+                             "the run; use another on a queue that real workers serve)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for events.parquet, stats.parquet, summary.json "
+                             "(default: data/runs/<name>)")
+    parser.add_argument("--no-save", action="store_true", help="do not save the run")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no live display")
+    group = parser.add_argument_group("--max", "highest sustained end-to-end throughput")
+    group.add_argument("--max", action="store_true",
+                       help="measure the highest end-to-end jobs/s with --workers worker processes "
+                            "and --batch (default 500), beside a raw redis-py baseline")
+    group.add_argument("--max-seconds", type=float, default=5.0,
+                       help="length of each --max measurement, after 1 s of warm-up (default 5)")
+    options = parser.add_argument_group("scenario fields (override the scenario file)")
+    for spec in dataclasses.fields(Scenario):
+        if spec.name not in _NOT_OPTIONS:
+            _add_field_option(options, spec)
+    parser.set_defaults(handler=_run)
+
+
+def _add_field_option(group: argparse._ArgumentGroup, spec: dataclasses.Field) -> None:
+    flag = "--" + spec.name.replace("_", "-")
+    kind = str(spec.type)
+    default_text = "" if spec.default is dataclasses.MISSING else f" (scenario default {spec.default})"
+    if spec.name == "priority_mix":
+        group.add_argument(flag, type=parse_priority_mix, default=None, dest=spec.name,
+                           help="weights, e.g. high=10,normal=60,low=30")
+    elif kind.startswith("bool"):
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           dest=spec.name, help=spec.name.replace("_", " ") + default_text)
+    else:
+        convert = int if kind.startswith("int") else float if kind.startswith("float") else str
+        group.add_argument(flag, type=convert, default=None, dest=spec.name,
+                           help=spec.name.replace("_", " ") + default_text)
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """The scenario file with every option given on the command line applied."""
+    overrides = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(Scenario)
+                 if spec.name not in _NOT_OPTIONS}
+    return Scenario.load(args.scenario).replace(**overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .server import connect
+
+    scenario = scenario_from_args(args)
+    console = Console()
+    q = connect(args.redis_url, prefix=args.prefix)
+    try:
+        if args.max:
+            return _run_max(q, scenario, args, console)
+        from .simulation import run_simulation
+
+        show = not args.quiet and sys.stdout.isatty()
+        result = run_simulation(q, scenario, progress=show)
+    finally:
+        q.close()
+    _print_summary(console, result)
+    if not args.no_save:
+        folder = result.save(args.out)
+        console.print(f"saved events, stats and summary to {folder}")
+    return 0 if result.conservation["lost"] == 0 else EXIT_LOST
+
+
+def _run_max(q: Any, scenario: Scenario, args: argparse.Namespace, console: Any) -> int:
+    from .simulation import measure_max_throughput
+
+    batch = args.batch if args.batch is not None else 500
+    console.print(f"measuring: 1 producer + {scenario.workers} worker processes, batch {batch}, "
+                  f"{args.max_seconds:g} s each for the toolkit and the raw baseline...")
+    found = measure_max_throughput(q, workers=scenario.workers, batch=batch,
+                                   measure_s=args.max_seconds)
+    console.print(f"toolkit   {found.toolkit_jobs_per_s:>10,.0f} jobs/s end to end "
+                  "(add_jobs, dequeue_jobs, complete_jobs)")
+    console.print(f"baseline  {found.baseline_jobs_per_s:>10,.0f} jobs/s (raw redis-py pipelines, "
+                  "same effects, same processes)")
+    console.print(f"ratio     {found.ratio:>10.2f}")
+    return 0
+
+
+def _print_summary(console: Any, result: Any) -> None:
+    from rich.table import Table
+
+    s, c = result.summary, result.conservation
+    overview = Table(title=f"simulation {s['name']} ({s['run_tag']}, seed {s['seed']})",
+                     show_header=False)
+    overview.add_column("metric")
+    overview.add_column("value", justify="right")
+    throughput = s["throughput_jobs_per_s"]
+    for name, value in (
+        ("elapsed", f"{s['elapsed_s']:.1f} s"),
+        ("throughput", f"{throughput:,.1f} jobs/s" if throughput else "-"),
+        ("added", f"{s['added']:,}"),
+        ("completed", f"{s['completed']:,}"),
+        ("failed (for good)", f"{s['failed']:,}"),
+        ("retries (requeued)", f"{s['retries']:,}"),
+        ("recovered stalled", f"{s['recovered_stalled']:,}"),
+        ("worker crashes", f"{s['crashes']:,}"),
+        ("conservation", f"{c['completed']:,} completed + {c['failed']:,} failed + "
+                         f"{c['cancelled']:,} cancelled + {c['queued']:,} queued + "
+                         f"{c['processing']:,} processing; lost {c['lost']}"),
+    ):
+        overview.add_row(name, value)
+    console.print(overview)
+    latency = result.latency_summary
+    if len(latency):
+        table = Table(title="latency by priority (seconds)")
+        table.add_column("priority")
+        headers = {"wait_count": "attempts", "wait_p50_s": "wait p50", "wait_p90_s": "p90",
+                   "wait_p99_s": "p99", "run_p50_s": "run p50", "run_p90_s": "p90",
+                   "run_p99_s": "p99"}
+        columns = list(headers)
+        for header in headers.values():
+            table.add_column(header, justify="right")
+        for label, row in latency.iterrows():
+            table.add_row(str(label), *(f"{row[col]:,.0f}" if col.endswith("count") else
+                                        f"{row[col]:.4f}" for col in columns))
+        console.print(table)
+    if c["lost"]:
+        console.print(f"[bold red]LOST {c['lost']} jobs[/], e.g. {c['lost_ids'][:5]}")
