@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_argument_group("--max", "highest sustained end-to-end throughput")
     group.add_argument("--max", action="store_true",
                        help="measure the highest end-to-end jobs/s with --workers worker processes "
-                            "and --batch (default 500), beside a raw redis-py baseline")
+                            "over batch sizes 100, 500, 1000 (or --batch), beside a raw "
+                            "redis-py baseline")
     group.add_argument("--max-seconds", type=float, default=5.0,
                        help="length of each --max measurement, after 1 s of warm-up (default 5)")
     options = parser.add_argument_group("scenario fields (override the scenario file)")
@@ -106,13 +107,16 @@ def _run(args: argparse.Namespace) -> int:
 def _run_max(q: Any, scenario: Scenario, args: argparse.Namespace, console: Any) -> int:
     from .simulation import measure_max_throughput
 
-    batch = args.batch if args.batch is not None else 500
-    console.print(f"measuring: 1 producer + {scenario.workers} worker processes, batch {batch}, "
-                  f"{args.max_seconds:g} s each for the toolkit and the raw baseline...")
-    found = measure_max_throughput(q, workers=scenario.workers, batch=batch,
+    batches = (args.batch,) if args.batch is not None else (100, 500, 1000)
+    console.print(f"measuring: 1 producer + {scenario.workers} worker processes, batch sizes "
+                  f"{', '.join(map(str, batches))}, {args.max_seconds:g} s each, then the raw "
+                  "baseline at the best one...")
+    found = measure_max_throughput(q, workers=scenario.workers, batches=batches,
                                    measure_s=args.max_seconds)
+    for batch, rate in found.tried.items():
+        console.print(f"  batch {batch:>5}: {rate:>10,.0f} jobs/s")
     console.print(f"toolkit   {found.toolkit_jobs_per_s:>10,.0f} jobs/s end to end "
-                  "(add_jobs, dequeue_jobs, complete_jobs)")
+                  f"(add_jobs, dequeue_jobs({found.batch}), complete_jobs)")
     console.print(f"baseline  {found.baseline_jobs_per_s:>10,.0f} jobs/s (raw redis-py pipelines, "
                   "same effects, same processes)")
     console.print(f"ratio     {found.ratio:>10.2f}")

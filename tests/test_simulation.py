@@ -151,7 +151,7 @@ def test_conservation_counts_queued_and_lost_jobs(queue: QueueService) -> None:
 
 
 def test_max_measures_both_and_cleans_up(redis_url: str, key_prefix: str) -> None:
-    found = measure_max_throughput(redis_url, workers=1, batch=200, measure_s=0.5, warmup_s=0.3,
+    found = measure_max_throughput(redis_url, workers=1, batches=200, measure_s=0.5, warmup_s=0.3,
                                    prefix=key_prefix)
     assert found.toolkit_jobs_per_s > 0 and found.baseline_jobs_per_s > 0
     assert found.ratio > 0
