@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from .cluster import is_cluster_client
 from .keys import QueueKeys
 
 READ_CHUNK = 10_000
@@ -23,6 +24,18 @@ READ_CHUNK = 10_000
 HIGH_SCORES = ("-inf", "-2")
 NORMAL_SCORES = ("(-2", "-1")
 LOW_SCORES = ("(-1", "+inf")
+
+
+def queue_pipeline(client: redis.Redis, keys: QueueKeys) -> redis.client.Pipeline:
+    """A non-transactional pipeline to the server that holds every key of the queue.
+
+    On a cluster that is the node owning the queue's slot (its prefix has a
+    hash tag): redis-py's ClusterPipeline refuses EVALSHA, MGET and TIME, which
+    a plain pipeline to that one node runs as usual.
+    """
+    if is_cluster_client(client):
+        client = client.get_redis_connection(client.get_node_from_key(keys.queue))
+    return client.pipeline(transaction=False)
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ def iter_queue_entries(
         if not members:
             return
         ids = [member.decode("utf-8", "replace") for member, _ in members]
-        pipe = client.pipeline(transaction=False)
+        pipe = queue_pipeline(client, keys)
         pipe.mget([keys.data(job_id) for job_id in ids])
         pipe.mget([keys.status(job_id) for job_id in ids])
         data, status = pipe.execute()
@@ -68,7 +81,7 @@ def iter_queue_entries(
 
 def queue_stats(client: redis.Redis, keys: QueueKeys, ttl: int) -> dict[str, int]:
     """Queue length, processing count and exact counts by level, in one round trip."""
-    pipe = client.pipeline(transaction=False)
+    pipe = queue_pipeline(client, keys)
     pipe.zcard(keys.queue)
     pipe.scard(keys.processing)
     for low, high in (HIGH_SCORES, NORMAL_SCORES, LOW_SCORES):
@@ -98,7 +111,7 @@ class HeldJobs:
 def held_jobs(client: redis.Redis, keys: QueueKeys) -> HeldJobs:
     """Every job in processing with its lease, read in two round trips."""
     members = sorted(m.decode("utf-8", "replace") for m in client.smembers(keys.processing))
-    pipe = client.pipeline(transaction=False)
+    pipe = queue_pipeline(client, keys)
     pipe.time()
     if members:
         pipe.zmscore(keys.leases, members)

@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
 from . import queries
+from .cluster import cluster_client, is_cluster_client, require_hash_tag, server_is_cluster
 from .errors import CorruptJobError, InvalidInputError, JobNotFoundError, WrongKeyTypeError
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .models import SECRET_FIELDS, Job, JobStatus, Priority, utc_now, validate_job_id
@@ -37,6 +41,10 @@ STATUS_BATCH = 500
 # Orphans and finished ids one claim may pop before it returns to the caller.
 CLAIM_EXTRA_POPS = 1000
 
+# Reconnect attempts after a dropped connection: with the back-off below about
+# 5 s in all, enough for a server restart that replays its append-only file.
+RECONNECT_RETRIES = 10
+
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -52,6 +60,8 @@ class QueueService:
     ) -> None:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
             raise InvalidInputError(f"ttl must be a positive number of seconds; got {ttl!r}")
+        if is_cluster_client(client):
+            require_hash_tag(prefix)
         self.redis = client
         self.keys = QueueKeys(prefix)
         self.ttl = ttl
@@ -67,18 +77,37 @@ class QueueService:
         ttl: int = DEFAULT_TTL,
         *,
         socket_timeout: float = 10.0,
+        cluster: bool | None = None,
         **redis_kwargs: Any,
     ) -> QueueService:
-        """A service on the server at ``url`` (``redis://``, ``rediss://``, ``unix://``)."""
+        """A service on the server at ``url`` (``redis://``, ``rediss://``, ``unix://``).
+
+        ``cluster``: True for a Redis Cluster (any node's URL), False for a
+        single server, None to ask the server (INFO cluster). On a cluster the
+        prefix must carry a hash tag, e.g. ``"{botrix:jobs}"`` (cluster.py).
+        Connection errors are retried with back-off (a restarting server is
+        waited for); a timeout is not, so a server that stops answering fails
+        the call after ``socket_timeout`` seconds.
+        """
         from .server import redact_url
 
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=redis_kwargs.pop("socket_connect_timeout", 5.0),
-            health_check_interval=redis_kwargs.pop("health_check_interval", 15),
-            **redis_kwargs,
-        )
+        redis_kwargs.setdefault("socket_connect_timeout", 5.0)
+        if cluster is None:
+            cluster = server_is_cluster(url, socket_timeout=socket_timeout, **redis_kwargs)
+        if cluster:
+            require_hash_tag(prefix)
+            client: redis.Redis = cluster_client(url, socket_timeout=socket_timeout, **redis_kwargs)
+        else:
+            redis_kwargs.setdefault("retry", Retry(
+                ExponentialWithJitterBackoff(base=0.05, cap=1.0), RECONNECT_RETRIES,
+                supported_errors=(redis.exceptions.ConnectionError,),
+            ))
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                health_check_interval=redis_kwargs.pop("health_check_interval", 15),
+                **redis_kwargs,
+            )
         return cls(client, prefix=prefix, ttl=ttl, url=redact_url(url))
 
     def __repr__(self) -> str:
@@ -124,7 +153,7 @@ class QueueService:
         with self._errors(keys.queue):
             for start in range(0, total, per_round_trip):
                 round_trip = prepared[start : start + per_round_trip]
-                pipe = self.redis.pipeline(transaction=False) if len(round_trip) > ADD_BATCH else None
+                pipe = queries.queue_pipeline(self.redis, keys) if len(round_trip) > ADD_BATCH else None
                 for offset in range(0, len(round_trip), ADD_BATCH):
                     batch = round_trip[offset : offset + ADD_BATCH]
                     script_keys = [keys.queue]
@@ -525,6 +554,9 @@ def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:
 
 
 def _describe_client(client: redis.Redis) -> str:
+    if is_cluster_client(client):
+        node = client.get_default_node()
+        return f"redis://{node.host}:{node.port} (cluster)" if node else "a Redis Cluster"
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
