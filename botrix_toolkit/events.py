@@ -1,13 +1,16 @@
 """EventRecorder: capture a queue's pub/sub events into a bounded in-memory buffer.
 
 The recorder runs one daemon thread with its own connection, subscribed to the
-updates channel. The thread does no parsing: it reads big chunks from the
-socket, lets ``hiredis.Reader`` split them into replies and appends
-``(receive time ns, payload bytes)`` to a bounded deque. That keeps up with a
-publisher pipelining flat out, where redis-py's ``PubSub.listen()`` falls behind
-and the server then drops the slow subscriber (client-output-buffer-limit
-pubsub). Messages are parsed into a frame only when ``frame()`` is asked for,
-each message once.
+updates channel. The thread does no parsing at all: it reads chunks of up to
+1 MiB from the socket, appends ``(receive time ns, chunk)`` to a bounded deque
+and counts the messages in it by their reply header. That keeps up with a
+publisher pipelining flat out (about a million messages a second here), where
+redis-py's ``PubSub.listen()`` falls behind and the server then drops the slow
+subscriber (client-output-buffer-limit pubsub); even ``hiredis.Reader.gets()``
+alone manages only about half that. Chunks are split into messages
+(hiredis) and parsed into a frame only when ``frame()`` or ``stats()`` is
+asked for, each message once. A saved or loaded recording is a
+``history.RecordedEvents``.
 
 A lost connection is retried with back-off and recorded as a gap: pub/sub does
 not replay what was published while nobody listened, so a gap means events may
@@ -16,33 +19,23 @@ be missing from the frame.
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hiredis
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import redis
 
 from .errors import InvalidInputError, ServerConnectionError
-from .frames import (
-    EVENT_COLUMNS,
-    MALFORMED_COLUMNS,
-    ParsedEvents,
-    empty_frame,
-    gaps_frame_from,
-    parse_event_messages,
-)
+from .frames import ParsedEvents, gaps_frame_from, parse_event_messages
+from .history import RecordedEvents, gap_records, summary_html
 from .keys import DEFAULT_PREFIX, QueueKeys
 
 if TYPE_CHECKING:
@@ -56,205 +49,10 @@ _POLL_S = 0.25  # socket timeout: how often the thread looks at the stop flag
 _BACKOFF_FIRST_S, _BACKOFF_MAX_S = 0.1, 2.0
 # How every pub/sub message reply starts: counting it counts messages.
 _MESSAGE_MARKER = b"*3\r\n$7\r\nmessage\r\n"
-_SAVE_FORMAT = "botrix-events/1"
-_CSV_META_PREFIX = "# botrix-events "
 
 
 def _now_ns() -> int:
     return time.time_ns()
-
-
-def _ts(ns: int | None) -> pd.Timestamp | None:
-    return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
-
-
-def _gap_records(gaps: list[list[Any]], now_ns: int) -> list[dict[str, Any]]:
-    """Gaps as plain dicts (start, end, duration_s, reason); an open gap runs to now."""
-    out = []
-    for start_ns, end_ns, reason in gaps:
-        stop_ns = now_ns if end_ns is None else end_ns
-        out.append(
-            {
-                "start": _ts(start_ns),
-                "end": _ts(end_ns),
-                "duration_s": (stop_ns - start_ns) / 1e9,
-                "reason": reason,
-            }
-        )
-    return out
-
-
-@dataclass
-class RecordedEvents:
-    """A finished or loaded recording: works with no server.
-
-    Returned by ``EventRecorder.snapshot()`` and ``EventRecorder.load(path)``.
-    """
-
-    events: pd.DataFrame
-    gap_list: list[dict[str, Any]] = field(default_factory=list)
-    malformed_events: pd.DataFrame = field(default_factory=lambda: empty_frame(MALFORMED_COLUMNS))
-    counters: dict[str, Any] = field(default_factory=dict)
-    channel: str | None = None
-
-    def frame(self) -> pd.DataFrame:
-        """The events frame (``frames.EVENT_COLUMNS``): one row per message, receive order.
-
-        ``attrs["gaps"]`` lists the recording's gaps as dicts (start, end,
-        duration_s, reason).
-        """
-        frame = self.events.copy()
-        frame.attrs["gaps"] = [dict(g) for g in self.gap_list]
-        return frame
-
-    def gaps(self) -> pd.DataFrame:
-        """One row per period the recorder was not subscribed (``frames.GAP_COLUMNS``)."""
-        return gaps_frame_from(self.gap_list)
-
-    def malformed(self) -> pd.DataFrame:
-        """One row per message that was not an event (``frames.MALFORMED_COLUMNS``)."""
-        return self.malformed_events.copy()
-
-    def stats(self) -> dict[str, Any]:
-        """Counters at the time of the snapshot: received, dropped_oldest, malformed, gaps, running."""
-        return dict(self.counters)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the recording to Parquet (``.parquet``/``.pq``) or CSV (``.csv``).
-
-        ``data`` is stored as JSON text. Gaps, malformed messages and counters
-        travel in the Parquet schema metadata, or in a first CSV line starting
-        with ``# botrix-events``. Returns the path.
-        """
-        path = Path(path)
-        suffix = path.suffix.lower()
-        table = self.events.copy()
-        table["data"] = pd.array(
-            [json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in table["data"]],
-            dtype="string",
-        )
-        meta = json.dumps(self._metadata(), separators=(",", ":"))
-        if suffix in (".parquet", ".pq"):
-            arrow = pa.Table.from_pandas(table, preserve_index=False)
-            schema_meta = dict(arrow.schema.metadata or {})
-            schema_meta[b"botrix_events"] = meta.encode()
-            pq.write_table(arrow.replace_schema_metadata(schema_meta), path)
-        elif suffix == ".csv":
-            with path.open("w", encoding="utf-8", newline="") as fh:
-                fh.write(_CSV_META_PREFIX + meta + "\n")
-                table.to_csv(fh, index=False)  # default format keeps nanoseconds
-        else:
-            raise InvalidInputError(f"path {str(path)!r}: expected a .parquet, .pq or .csv suffix")
-        return path
-
-    def _metadata(self) -> dict[str, Any]:
-        malformed = self.malformed_events
-        return {
-            "format": _SAVE_FORMAT,
-            "channel": self.channel,
-            "counters": self.counters,
-            "gaps": [
-                {
-                    "start": g["start"].isoformat() if g["start"] is not None else None,
-                    "end": g["end"].isoformat() if g["end"] is not None else None,
-                    "duration_s": g["duration_s"],
-                    "reason": g["reason"],
-                }
-                for g in self.gap_list
-            ],
-            "malformed": {
-                "received_at_ns": [int(v) for v in malformed["received_at"].array.asi8],
-                "raw": [str(v) for v in malformed["raw"]],
-                "reason": [str(v) for v in malformed["reason"]],
-            },
-        }
-
-    @classmethod
-    def load(cls, path: str | Path) -> RecordedEvents:
-        """Read a recording written by ``save`` (Parquet or CSV, chosen by suffix)."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        meta: dict[str, Any] = {}
-        if suffix in (".parquet", ".pq"):
-            arrow = pq.read_table(path)
-            raw_meta = (arrow.schema.metadata or {}).get(b"botrix_events")
-            meta = json.loads(raw_meta) if raw_meta else {}
-            table = arrow.to_pandas()
-        elif suffix == ".csv":
-            with path.open("r", encoding="utf-8", newline="") as fh:
-                first = fh.readline()
-                if first.startswith(_CSV_META_PREFIX):
-                    meta = json.loads(first[len(_CSV_META_PREFIX) :])
-                else:
-                    fh.seek(0)
-                # Empty cells are <NA>; nothing else ("NA", "null", "nan") is.
-                table = pd.read_csv(
-                    fh, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
-                )
-        else:
-            raise InvalidInputError(f"path {str(path)!r}: expected a .parquet, .pq or .csv suffix")
-        return cls(
-            events=_events_from_table(table, path),
-            gap_list=[
-                {
-                    "start": pd.Timestamp(g["start"]) if g.get("start") else None,
-                    "end": pd.Timestamp(g["end"]) if g.get("end") else None,
-                    "duration_s": float(g["duration_s"]),
-                    "reason": g["reason"],
-                }
-                for g in meta.get("gaps", [])
-            ],
-            malformed_events=_malformed_from_meta(meta.get("malformed")),
-            counters=dict(meta.get("counters", {}), running=False),
-            channel=meta.get("channel"),
-        )
-
-    def _repr_html_(self) -> str:
-        return _summary_html(self.channel, "loaded", self.counters)
-
-
-def _events_from_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    missing = [c for c in EVENT_COLUMNS if c not in table.columns]
-    if missing:
-        raise InvalidInputError(f"{str(path)!r} is not an events recording: no column(s) {missing}")
-    if table.empty:
-        return empty_frame(EVENT_COLUMNS)
-    frame = pd.DataFrame(
-        {
-            "received_at": pd.to_datetime(table["received_at"], utc=True, format="ISO8601"),
-            "timestamp": pd.to_datetime(table["timestamp"], utc=True, format="ISO8601"),
-            "event": table["event"],
-            "job_id": table["job_id"],
-            "status": table["status"],
-            "priority": pd.to_numeric(table["priority"]).astype("Int64"),
-            "data": [json.loads(text) if isinstance(text, str) else {} for text in table["data"]],
-        }
-    )
-    frame = frame.astype({k: v for k, v in EVENT_COLUMNS.items() if k != "data"})
-    frame["data"] = frame["data"].astype(object)
-    return frame.reset_index(drop=True)
-
-
-def _malformed_from_meta(meta: dict[str, Any] | None) -> pd.DataFrame:
-    from .frames import malformed_frame_from
-
-    if not meta:
-        return empty_frame(MALFORMED_COLUMNS)
-    return malformed_frame_from(meta["received_at_ns"], meta["raw"], meta["reason"])
-
-
-def _summary_html(channel: str | None, state: str, counters: dict[str, Any]) -> str:
-    esc = html.escape
-    items = "".join(
-        f"<td>{esc(str(counters.get(name, 0)))}</td>"
-        for name in ("received", "dropped_oldest", "malformed", "gaps")
-    )
-    return (
-        "<div><b>EventRecorder</b> "
-        f"channel <code>{esc(str(channel))}</code>, {esc(state)}"
-        "<table><tr><th>received</th><th>dropped oldest</th><th>malformed</th><th>gaps</th></tr>"
-        f"<tr>{items}</tr></table></div>"
-    )
 
 
 class EventRecorder:
@@ -610,7 +408,7 @@ class EventRecorder:
         merged = _merge([_trim(parsed, start, first_seq) for start, parsed in chunks])
         return RecordedEvents(
             events=merged.frame(),
-            gap_list=_gap_records(gaps, _now_ns()),
+            gap_list=gap_records(gaps, _now_ns()),
             malformed_events=merged.malformed_frame(),
             counters=self._counters(received, first_seq, len(gaps), raw_dropped),
             channel=self.channel,
@@ -630,7 +428,7 @@ class EventRecorder:
         """One row per period without a subscription (``frames.GAP_COLUMNS``), oldest first."""
         with self._lock:
             gaps = [list(g) for g in self._gaps]
-        return gaps_frame_from(_gap_records(gaps, _now_ns()))
+        return gaps_frame_from(gap_records(gaps, _now_ns()))
 
     def malformed(self) -> pd.DataFrame:
         """Buffered messages that are not events (``frames.MALFORMED_COLUMNS``): received_at,
@@ -683,7 +481,7 @@ class EventRecorder:
     def _repr_html_(self) -> str:
         counters = self.stats()
         state = "recording" if counters["connected"] else ("reconnecting" if self.running else "stopped")
-        return _summary_html(self.channel, state, counters)
+        return summary_html(self.channel, state, counters)
 
     def __repr__(self) -> str:
         return f"EventRecorder(channel={self.channel!r}, maxlen={self.maxlen}, running={self.running})"
