@@ -544,10 +544,10 @@ def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:
         job = dataclasses.replace(job)
         job.id = job.id or Job.from_dict({}).id
         validate_job_id(job.id)
+        # An IntEnum would reach redis-py as its repr: store the plain integer.
+        job.priority = int(Priority.parse(job.priority))
     else:
-        job = Job.from_dict(job)
-    # An IntEnum would reach redis-py as its repr: store the plain integer.
-    job.priority = int(Priority.parse(job.priority))
+        job = Job.from_dict(job)  # validates the priority and stores it as an int
     job.status = JobStatus.PENDING.value
     job.stamp_times(utc_now())
     return job.id, job.to_json(), job.priority
