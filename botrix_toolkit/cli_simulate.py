@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_field_option(group: argparse._ArgumentGroup, spec: dataclasses.Field) -> None:
     flag = "--" + spec.name.replace("_", "-")
     kind = str(spec.type)
-    default_text = "" if spec.default is dataclasses.MISSING else f" (scenario default {spec.default})"
+    default_text = ("" if spec.default is dataclasses.MISSING
+                    else f" (scenario default {spec.default})")
     if spec.name == "priority_mix":
         group.add_argument(flag, type=parse_priority_mix, default=None, dest=spec.name,
                            help="weights, e.g. high=10,normal=60,low=30")
@@ -74,10 +75,16 @@ def _add_field_option(group: argparse._ArgumentGroup, spec: dataclasses.Field) -
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
-    """The scenario file with every option given on the command line applied."""
+    """The scenario file with every option given on the command line applied.
+
+    ``--jobs`` without ``--duration-s`` runs until that many jobs are added.
+    """
     overrides = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(Scenario)
                  if spec.name not in _NOT_OPTIONS}
-    return Scenario.load(args.scenario).replace(**overrides)
+    scenario = Scenario.load(args.scenario)
+    if args.jobs is not None and args.duration_s is None:
+        scenario = scenario.replace(jobs=args.jobs).unbounded_in_time()
+    return scenario.replace(**overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -93,8 +100,11 @@ def _run(args: argparse.Namespace) -> int:
             return _run_max(q, scenario, args, console)
         from .simulation import run_simulation
 
-        show = not args.quiet and sys.stdout.isatty()
-        result = run_simulation(q, scenario, progress=show)
+        if args.quiet or not sys.stdout.isatty():
+            result = run_simulation(q, scenario)
+        else:
+            with LiveDisplay(console) as display:
+                result = run_simulation(q, scenario, progress=display.update)
     finally:
         q.close()
     _print_summary(console, result)
@@ -163,3 +173,51 @@ def _print_summary(console: Any, result: Any) -> None:
         console.print(table)
     if c["lost"]:
         console.print(f"[bold red]LOST {c['lost']} jobs[/], e.g. {c['lost_ids'][:5]}")
+
+
+class LiveDisplay:
+    """A rich table of a run's counters and rates, redrawn on each progress report."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.live import Live
+
+        self.live = Live(console=console, refresh_per_second=4, transient=False)
+        # (elapsed, added, completed) of the last reports, for rates over ~2 s
+        self.history: list[tuple[float, int, int]] = []
+
+    def __enter__(self) -> LiveDisplay:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+    def update(self, progress: Any) -> None:
+        self.live.update(self._table(progress))
+
+    def _table(self, p: Any) -> Any:
+        from rich.table import Table
+
+        self.history.append((p.elapsed_s, p.added, p.completed))
+        while len(self.history) > 2 and p.elapsed_s - self.history[0][0] > 2.0:
+            self.history.pop(0)
+        t0, added0, completed0 = self.history[0]
+        span = max(p.elapsed_s - t0, 1e-9)
+        stats = p.stats
+        table = Table(title=f"botrix simulate · {p.name} · {p.server}"
+                            f"{'' if p.producing else ' · draining'}", show_header=False)
+        table.add_column("what")
+        table.add_column("value", justify="right")
+        for name, value in (
+            ("elapsed", f"{p.elapsed_s:6.1f} s"),
+            ("added", f"{p.added:,}  ({(p.added - added0) / span:,.0f}/s)"),
+            ("completed", f"{p.completed:,}  ({(p.completed - completed0) / span:,.0f}/s)"),
+            ("failed / retried", f"{p.failed:,} / {p.requeued:,}"),
+            ("recovered stalled", f"{p.recovered:,}  (crashes {p.crashes})"),
+            ("queue high/normal/low", f"{stats.get('high_priority', 0):,} / "
+                                      f"{stats.get('normal_priority', 0):,} / "
+                                      f"{stats.get('low_priority', 0):,}"),
+            ("processing", f"{stats.get('processing_count', 0):,}"),
+        ):
+            table.add_row(name, value)
+        return table

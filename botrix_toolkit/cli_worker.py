@@ -53,8 +53,8 @@ def load_handler(spec: str) -> Handler:
     try:
         target = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InvalidInputError(f"cannot import module {module_name!r} of handler {spec!r}: {exc}") \
-            from None
+        raise InvalidInputError(
+            f"cannot import module {module_name!r} of handler {spec!r}: {exc}") from None
     for part in attribute.split("."):
         try:
             target = getattr(target, part)

@@ -107,13 +107,18 @@ class Scenario:
             raise InvalidInputError(f"no scenario file {str(path)!r}; "
                                     f"scenarios in {SCENARIO_DIR}: {available}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise InvalidInputError(f"scenario file {str(path)!r} is not valid TOML: {exc}") from None
+            raise InvalidInputError(
+                f"scenario file {str(path)!r} is not valid TOML: {exc}") from None
         document.setdefault("name", path.stem)
         return cls.from_dict(document)
 
     def replace(self, **changes: Any) -> Scenario:
         """A copy with the given fields changed (None values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def unbounded_in_time(self) -> Scenario:
+        """A copy that produces until ``jobs`` are added, however long it takes."""
+        return dataclasses.replace(self, duration_s=None)
 
     def to_dict(self) -> dict[str, Any]:
         document = dataclasses.asdict(self)
@@ -158,17 +163,21 @@ def _check(s: Scenario) -> None:
     for name in ("workers", "concurrency", "batch", "count_min", "users"):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInputError(f"scenario {s.name!r}: {name} must be an integer >= 1; got {value!r}")
+            raise InvalidInputError(
+                f"scenario {s.name!r}: {name} must be an integer >= 1; got {value!r}")
     for name in ("max_retries", "crashes"):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInputError(f"scenario {s.name!r}: {name} must be an integer >= 0; got {value!r}")
+            raise InvalidInputError(
+                f"scenario {s.name!r}: {name} must be an integer >= 0; got {value!r}")
     if s.count_max < s.count_min:
-        raise InvalidInputError(f"scenario {s.name!r}: count_max {s.count_max} < count_min {s.count_min}")
+        raise InvalidInputError(
+            f"scenario {s.name!r}: count_max {s.count_max} < count_min {s.count_min}")
     for name in ("failure_rate", "test_mode_share", "burst_duty"):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise InvalidInputError(f"scenario {s.name!r}: {name} must be between 0 and 1; got {value!r}")
+            raise InvalidInputError(
+                f"scenario {s.name!r}: {name} must be between 0 and 1; got {value!r}")
     if s.rate_shape not in RATE_SHAPES:
         raise InvalidInputError(f"scenario {s.name!r}: rate_shape must be one of {RATE_SHAPES}; "
                                 f"got {s.rate_shape!r}")
@@ -186,7 +195,8 @@ def priority_weights(mix: Mapping[str, float]) -> list[float]:
     for label, weight in mix.items():
         level = Priority.parse(label).name.lower()
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise InvalidInputError(f"priority_mix[{label!r}] must be a number >= 0; got {weight!r}")
+            raise InvalidInputError(
+                f"priority_mix[{label!r}] must be a number >= 0; got {weight!r}")
         weights[level] = float(weight)
     return [weights["high"], weights["normal"], weights["low"]]
 
@@ -201,7 +211,8 @@ def parse_priority_mix(text: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep:
-            raise InvalidInputError(f"priority mix must look like high=10,normal=60,low=30; got {text!r}")
+            raise InvalidInputError(
+                f"priority mix must look like high=10,normal=60,low=30; got {text!r}")
     priority_weights(mix)
     return mix
 

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,27 @@ class _Flag:
                 return False
             time.sleep(poll)
         return True
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """What a run has done so far, handed to the ``progress`` callback a few times a second."""
+
+    name: str
+    server: str  # URL without password
+    elapsed_s: float
+    added: int
+    claimed: int
+    completed: int
+    failed: int  # for good
+    requeued: int
+    recovered: int  # stalled jobs put back by the coordinator
+    crashes: int  # crashes requested so far
+    stats: Mapping[str, int]  # the latest get_queue_stats()
+    producing: bool
+
+
+ProgressCallback = Callable[[RunProgress], None]
 
 
 class SimulatedFailure(RuntimeError):
@@ -286,6 +307,15 @@ class _Run:
         self.workers.append(handle)
         return handle
 
+    def progress(self, producing: bool) -> RunProgress:
+        return RunProgress(
+            name=self.scenario.name, server=redact_url(self.url),
+            elapsed_s=time.monotonic() - self.started, added=self.total("added"),
+            claimed=self.total("claimed"), completed=self.total("completed"),
+            failed=self.total("failed"), requeued=self.total("requeued"),
+            recovered=len(self.recovered), crashes=self.crashes_done,
+            stats=self.stats_rows[-1] if self.stats_rows else {}, producing=producing)
+
     def sample_stats(self) -> dict[str, Any]:
         row = dict(self.q.get_queue_stats(), timestamp=pd.Timestamp.now(tz="UTC"))
         self.stats_rows.append(row)
@@ -306,19 +336,26 @@ def run_simulation(
     jobs: int | None = None,
     seed: int | None = None,
     prefix: str | None = None,
-    progress: bool | None = None,
+    progress: ProgressCallback | None = None,
     **overrides: Any,
 ) -> SimulationResult:
     """Runs a scenario against a server and returns what happened.
 
+    ``jobs`` without ``duration_s`` runs until that many jobs are added.
     ``q_or_url``: a QueueService (its prefix is used), a URL, or None for
     ``connect()``'s default. ``scenario``: a Scenario, a mapping, a TOML path or
     a scenario name from data/scenarios. ``duration_s``, ``jobs``, ``seed`` and
     any Scenario field in ``overrides`` replace the scenario's values.
-    ``progress``: the live display (default: when stdout is a terminal).
+    ``progress``: called with a RunProgress about four times a second (the CLI
+    draws its live display with it).
+
+    The workers are ``spawn``ed processes: a script calling this needs the
+    usual ``if __name__ == "__main__":`` guard (notebooks need nothing).
     """
-    scenario = _as_scenario(scenario).replace(duration_s=duration_s, jobs=jobs, seed=seed,
-                                              **overrides)
+    scenario = _as_scenario(scenario)
+    if jobs is not None and duration_s is None:
+        scenario = scenario.replace(jobs=jobs).unbounded_in_time()
+    scenario = scenario.replace(duration_s=duration_s, jobs=jobs, seed=seed, **overrides)
     seed = scenario.seed if scenario.seed is not None else random.SystemRandom().randrange(2**31)
     q, own_q = _as_queue(q_or_url, prefix)
     if q.url is None:
@@ -326,13 +363,13 @@ def run_simulation(
                          "the worker processes connect on their own")
     try:
         run = _Run(q, _process_url(q), scenario, seed)
-        return _execute(run, progress if progress is not None else sys.stdout.isatty())
+        return _execute(run, progress)
     finally:
         if own_q:
             q.close()
 
 
-def _execute(run: _Run, show_progress: bool) -> SimulationResult:
+def _execute(run: _Run, progress: ProgressCallback | None) -> SimulationResult:
     s, q = run.scenario, run.q
     if q.get_queue_length() or q.get_processing_count():
         logger.warning("queue %s is not empty: its jobs will be worked on by the simulation too",
@@ -342,7 +379,6 @@ def _execute(run: _Run, show_progress: bool) -> SimulationResult:
         target=_producer_main, name="botrix-sim-producer", daemon=True,
         args=(run.url, q.keys.prefix, s, run.run_tag, run.seed, run.counters, run.go, run.stop,
               _log_level()))
-    display = _LiveDisplay(run) if show_progress else None
     try:
         producer.start()
         for _ in range(s.workers):
@@ -350,9 +386,11 @@ def _execute(run: _Run, show_progress: bool) -> SimulationResult:
         _wait_ready(run.workers, producer)
         run.started = time.monotonic()
         run.go.set()
-        if display:
-            display.start()
-        _coordinate(run, producer, display)
+        try:
+            _coordinate(run, producer, progress)
+        except KeyboardInterrupt:
+            # Still stop cleanly and report: the jobs left are counted as queued.
+            logger.warning("interrupted: stopping producer and workers")
     finally:
         run.stop.set()
         for handle in run.workers:
@@ -364,10 +402,10 @@ def _execute(run: _Run, show_progress: bool) -> SimulationResult:
             producer.join(timeout=10)
         if producer.is_alive():
             producer.terminate()
-        if display:
-            display.stop()
     elapsed = time.monotonic() - run.started
     run.sample_stats()
+    if progress:
+        progress(run.progress(producing=False))
     time.sleep(0.3)  # let the last messages reach the recorder
     recorder.stop()
     recording = recorder.snapshot()
@@ -387,7 +425,7 @@ def _wait_ready(workers: list[_WorkerProcess], producer: Any, timeout: float = 1
                 raise RuntimeError(f"worker process {handle.slot} not ready after {timeout:.0f}s")
 
 
-def _coordinate(run: _Run, producer: Any, display: _LiveDisplay | None) -> None:
+def _coordinate(run: _Run, producer: Any, progress: ProgressCallback | None) -> None:
     s, q = run.scenario, run.q
     next_stats = next_recovery = next_draw = run.started
     crash_times = [run.started + s.crash_after_s * (k + 1) for k in range(s.crashes)]
@@ -401,8 +439,8 @@ def _coordinate(run: _Run, producer: Any, display: _LiveDisplay | None) -> None:
             run.recovered += q.recover_stalled(s.stall_timeout_s)
             next_recovery = now + s.recovery_interval_s
         _inject_crashes(run, crash_times, now)
-        if display and now >= next_draw:
-            display.update()
+        if progress and now >= next_draw:
+            progress(run.progress(producing=producer.is_alive()))
             next_draw = now + 0.25
         if not producer.is_alive():
             if drain_deadline is None:
@@ -550,65 +588,10 @@ def _process_url(q: QueueService) -> str:
         from urllib.parse import quote
 
         auth = f"{quote(kwargs.get('username') or '')}:{quote(kwargs['password'])}@"
-    scheme = "rediss" if kwargs.get("ssl") or "SSL" in q.redis.connection_pool.connection_class.__name__ \
-        else "redis"
+    connection_class = q.redis.connection_pool.connection_class.__name__
+    scheme = "rediss" if kwargs.get("ssl") or "SSL" in connection_class else "redis"
     return f"{scheme}://{auth}{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/" \
            f"{kwargs.get('db', 0)}"
-
-
-class _LiveDisplay:
-    """A rich table of the run's counters and rates, redrawn a few times a second."""
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.history: list[tuple[float, int, int]] = []
-        self.live = None
-
-    def start(self) -> None:
-        from rich.live import Live
-
-        self.live = Live(self._table(), refresh_per_second=4, transient=False)
-        self.live.start()
-
-    def update(self) -> None:
-        if self.live is not None:
-            self.live.update(self._table())
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.update()
-            self.live.stop()
-
-    def _table(self) -> Any:
-        from rich.table import Table
-
-        run = self.run
-        now = time.monotonic()
-        added, completed = run.total("added"), run.total("completed")
-        self.history.append((now, added, completed))
-        while len(self.history) > 2 and now - self.history[0][0] > 2.0:
-            self.history.pop(0)
-        t0, a0, c0 = self.history[0]
-        span = max(now - t0, 1e-9)
-        stats = run.stats_rows[-1] if run.stats_rows else {}
-        table = Table(title=f"botrix simulate · {run.scenario.name} · {redact_url(run.url)}",
-                      show_header=False)
-        table.add_column("what")
-        table.add_column("value", justify="right")
-        rows = [
-            ("elapsed", f"{now - run.started:6.1f} s"),
-            ("added", f"{added:,}  ({(added - a0) / span:,.0f}/s)"),
-            ("completed", f"{completed:,}  ({(completed - c0) / span:,.0f}/s)"),
-            ("failed / retried", f"{run.total('failed'):,} / {run.total('requeued'):,}"),
-            ("recovered stalled", f"{len(run.recovered):,}  (crashes {run.crashes_done})"),
-            ("queue high/normal/low", f"{stats.get('high_priority', 0):,} / "
-                                      f"{stats.get('normal_priority', 0):,} / "
-                                      f"{stats.get('low_priority', 0):,}"),
-            ("processing", f"{stats.get('processing_count', 0):,}"),
-        ]
-        for name, value in rows:
-            table.add_row(name, value)
-        return table
 
 
 def iter_scenarios() -> Iterator[Path]:
@@ -646,7 +629,9 @@ class MaxThroughput:
     @property
     def ratio(self) -> float:
         """toolkit / baseline: 1.0 means no cost over hand-written commands."""
-        return self.toolkit_jobs_per_s / self.baseline_jobs_per_s if self.baseline_jobs_per_s else 0.0
+        if not self.baseline_jobs_per_s:
+            return 0.0
+        return self.toolkit_jobs_per_s / self.baseline_jobs_per_s
 
 
 def _max_job(rng: random.Random, tag: str, n: int) -> dict[str, Any]:
@@ -707,7 +692,8 @@ def _raw_add(q: QueueService, jobs: list[dict[str, Any]]) -> None:
     keys, ttl, pipe = q.keys, q.ttl, q.redis.pipeline(transaction=False)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for job in jobs:
-        body = json.dumps({"id": job["id"], "created_at": now, "updated_at": now, "deleted_at": None,
+        body = json.dumps({"id": job["id"], "created_at": now, "updated_at": now,
+                           "deleted_at": None,
                            "count": job["count"], "username": job["username"],
                            "password": job["password"], "status": "pending", "progress": 0,
                            "successful": 0, "failed": 0, "test_mode": job["test_mode"],

@@ -85,7 +85,8 @@ class Worker:
                 raise InvalidInputError(f"{name} must be an integer >= {minimum}; got {value!r}")
         for name, value in (("lease_s", lease_s), ("poll_interval", poll_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise InvalidInputError(f"{name} must be a positive number of seconds; got {value!r}")
+                raise InvalidInputError(
+                    f"{name} must be a positive number of seconds; got {value!r}")
         if not callable(handler):
             raise InvalidInputError(f"handler must be callable; got {handler!r}")
         self.q = q
@@ -131,7 +132,8 @@ class Worker:
         """
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
                                      or max_jobs < 1):
-            raise InvalidInputError(f"max_jobs must be a positive integer or None; got {max_jobs!r}")
+            raise InvalidInputError(
+                f"max_jobs must be a positive integer or None; got {max_jobs!r}")
         self.stats = WorkerStats()
         self._stopping.clear()
         self._aborting.clear()
@@ -300,7 +302,8 @@ class Worker:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self._stopping.is_set():
-            logger.warning("%s again: handing %d held jobs back to the queue", name, len(self._held))
+            logger.warning("%s again: handing %d held jobs back to the queue",
+                           name, len(self._held))
             self.abort()
         else:
             logger.warning("%s: finishing %d held jobs, then stopping (again to hand them back)",

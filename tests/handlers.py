@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 from botrix_toolkit.models import Job
 
@@ -26,3 +28,12 @@ def slow(job: Job) -> str:
 def nothing(job: Job) -> None:
     """Does nothing: no result is saved."""
     return None
+
+
+def rendezvous(barrier: threading.Barrier) -> Callable[[Job], int]:
+    """A handler that returns only once `barrier.parties` calls run at the same time."""
+
+    def handler(job: Job) -> int:
+        return barrier.wait()
+
+    return handler

@@ -85,7 +85,8 @@ def test_conservation_with_failures_and_retries(queue: QueueService, tmp_path: P
     c = result.conservation
     assert c["added"] > 0
     assert c["lost"] == 0, c["lost_ids"]
-    assert c["completed"] + c["failed"] + c["cancelled"] + c["queued"] + c["processing"] == c["added"]
+    accounted = c["completed"] + c["failed"] + c["cancelled"] + c["queued"] + c["processing"]
+    assert accounted == c["added"]
     assert c["failed"] > 0 and result.summary["retries"] > 0
     # The events agree with Redis.
     counts = analysis.throughput(result.events).sum()
@@ -148,6 +149,29 @@ def test_conservation_counts_queued_and_lost_jobs(queue: QueueService) -> None:
     counts = check_conservation(queue, "run", 4)  # the 4th was never written
     assert counts["completed"] == 1 and counts["queued"] == 1
     assert counts["lost"] == 2 and counts["lost_ids"] == [ids[2], "run-000000003"]
+
+
+def test_job_count_without_duration(queue: QueueService) -> None:
+    result = run_simulation(queue, "steady", jobs=30, rate=100, failure_rate=0, seed=2, **QUICK)
+    assert result.scenario.duration_s is None
+    c = result.conservation
+    assert c["added"] == 30 == c["completed"], c
+
+
+def test_command_line_options_override_the_scenario_file() -> None:
+    import argparse
+
+    from botrix_toolkit.cli_simulate import register, scenario_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "burst", "--rate", "7", "--no-restart-crashed",
+                              "--priority-mix", "high=1,low=3", "--jobs", "9"])
+    scenario = scenario_from_args(args)
+    assert scenario.name == "burst" and scenario.rate_shape == "step"  # from the file
+    assert scenario.rate == 7 and scenario.restart_crashed is False and scenario.jobs == 9
+    assert scenario.duration_s is None
+    assert scenario.priority_mix == {"high": 1.0, "low": 3.0}
 
 
 def test_max_measures_both_and_cleans_up(redis_url: str, key_prefix: str) -> None:

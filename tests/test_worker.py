@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from botrix_toolkit.models import Job
 from botrix_toolkit.queue import QueueService
 from botrix_toolkit.worker import RETRIES_FIELD, Worker
 from tests import handlers
@@ -56,7 +55,8 @@ def test_none_result_saves_nothing(queue: QueueService) -> None:
 def test_exception_fails_after_max_retries_counting_retries(
     queue: QueueService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    job_id = queue.add_job({"count": 1, "username": "alice", "password": "s3cret-pw", "priority": 2})
+    job_id = queue.add_job(
+        {"count": 1, "username": "alice", "password": "s3cret-pw", "priority": 2})
     stats = Worker(queue, handlers.explode, max_retries=2, poll_interval=0.05).run(until_empty=True)
     assert stats.requeued == 2 and stats.failed == 1 and stats.completed == 0
     assert queue.get_job_status(job_id) == "failed"
@@ -138,6 +138,24 @@ def test_batch_mode_claims_and_completes_in_batches(queue: QueueService) -> None
     assert all(queue.get_job_status(job_id) == "completed" for job_id in ids)
 
 
+def test_concurrency_runs_handlers_at_the_same_time(queue: QueueService) -> None:
+    ids = queue.add_jobs([{"count": 1} for _ in range(4)])
+    # Each call waits until four run at once: with fewer threads it times out.
+    barrier = threading.Barrier(4, timeout=LIVENESS_S)
+    stats = Worker(queue, handlers.rendezvous(barrier), concurrency=4).run(until_empty=True)
+    assert stats.completed == 4 and not barrier.broken
+    assert sorted(json.loads(queue.get_job_result(job_id)) for job_id in ids) == [0, 1, 2, 3]
+
+
+def test_invalid_settings_are_refused(queue: QueueService) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        Worker(queue, handlers.echo, concurrency=0)
+    with pytest.raises(ValueError, match="lease_s"):
+        Worker(queue, handlers.echo, lease_s=0)
+    with pytest.raises(ValueError, match="handler"):
+        Worker(queue, "not callable")  # type: ignore[arg-type]
+
+
 def test_max_jobs_stops_after_that_many(queue: QueueService) -> None:
     queue.add_jobs([{"count": 1} for _ in range(5)])
     stats = Worker(queue, handlers.echo, batch=2).run(max_jobs=3)
@@ -195,7 +213,8 @@ def test_second_sigterm_returns_the_held_job(queue: QueueService, redis_url: str
     job_id = queue.add_job({"count": 600})  # 60 s in handlers.slow
     process = _start_cli_worker(redis_url, key_prefix, "handlers:slow")
     try:
-        _wait_for(lambda: queue.is_job_processing(job_id), "the worker to claim the job", process=process)
+        _wait_for(lambda: queue.is_job_processing(job_id), "the worker to claim the job",
+                  process=process)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         process.send_signal(signal.SIGTERM)
