@@ -193,13 +193,14 @@ def _producer_main(url: str, prefix: str, scenario: Scenario, run_tag: str, seed
     _child_setup(log_level)
     q = QueueService.from_url(url, prefix=prefix)
     factory = JobFactory(scenario, run_tag, random.Random(seed))
+    parent = os.getppid()
     while not go.wait(1.0):
-        if stop.is_set():
+        if stop.is_set() or os.getppid() != parent:
             return
     start = last = time.monotonic()
     due = 0.0
     limit = scenario.jobs if scenario.jobs is not None else float("inf")
-    while not stop.is_set() and factory.made < limit:
+    while not stop.is_set() and factory.made < limit and os.getppid() == parent:
         now = time.monotonic()
         elapsed = now - start
         if scenario.duration_s is not None and elapsed >= scenario.duration_s:
@@ -239,9 +240,12 @@ def _worker_main(url: str, prefix: str, scenario: Scenario, seed: int, slot: int
                     max_retries=scenario.max_retries, poll_interval=0.02)
     base = slot * len(COUNTERS)
 
+    parent = os.getppid()
+
     def report() -> None:
         while True:
-            stopping = stop.wait(0.1)
+            # An orphan (coordinator killed) stops too, instead of working for ever.
+            stopping = stop.wait(0.1) or os.getppid() != parent
             s = worker.stats
             counters[base + 1], counters[base + 2] = s.claimed, s.completed
             counters[base + 3], counters[base + 4] = s.failed, s.requeued
@@ -398,6 +402,8 @@ def _execute(run: _Run, progress: ProgressCallback | None) -> SimulationResult:
             if handle.process.is_alive():
                 logger.warning("worker process %d did not stop; terminating it", handle.slot)
                 handle.process.terminate()
+            elif handle.crash.is_set() and handle.process.exitcode == -signal.SIGKILL:
+                handle.crashed = True  # died after the coordinator's last look
         if producer.pid is not None:
             producer.join(timeout=10)
         if producer.is_alive():
