@@ -14,6 +14,7 @@ while its retry count, kept in the job JSON as the extra field ``retries``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue as thread_queue
 import signal
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, ServerConnectionError, ServerTimeoutError
 from .models import Job
 from .queue import QueueService
 
@@ -163,10 +164,14 @@ class Worker:
         # Claim while a thread would otherwise sit idle; with a batch, keep up
         # to `batch` jobs in hand so one round trip feeds several handler calls.
         in_hand_limit = max(self.concurrency, self.batch)
+        unreported: list[_Outcome] = []
         while not self._aborting.is_set():
             claimed_now = 0
-            if not self._stopping.is_set():
-                claimed_now = self._claim(in_hand_limit, max_jobs)
+            if not self._stopping.is_set() and not unreported:
+                try:
+                    claimed_now = self._claim(in_hand_limit, max_jobs)
+                except (ServerConnectionError, ServerTimeoutError) as exc:
+                    logger.warning("cannot claim jobs, retrying: %s", exc)
             held = len(self._held)
             if held == 0:
                 if self._stopping.is_set():
@@ -177,7 +182,7 @@ class Worker:
                     return
             # Wait for an outcome; poll the queue again when idle.
             wait = 0 if claimed_now and held < self.concurrency else self.poll_interval
-            self._finish(self._collect(wait))
+            unreported = self._finish(unreported + self._collect(wait))
 
     def _claim(self, in_hand_limit: int, max_jobs: int | None) -> int:
         held = len(self._held)
@@ -209,33 +214,52 @@ class Worker:
             except thread_queue.Empty:
                 return outcomes
 
-    def _finish(self, outcomes: list[_Outcome]) -> None:
-        """Completes the successes in one round trip, fails or requeues the rest."""
-        successes: list[str] = []
-        for outcome in outcomes:
-            with self._held_lock:
-                if self._held.pop(outcome.job.id, None) is None:
-                    continue  # handed back meanwhile
-            if outcome.error is None:
-                successes.append(outcome.job.id)
-            else:
+    def _finish(self, outcomes: list[_Outcome]) -> list[_Outcome]:
+        """Completes the successes in one round trip, fails or requeues the rest.
+
+        A job stays held (its lease renewed) until the server has its outcome.
+        Returns the outcomes not reported because the server could not be
+        reached, to be sent again.
+        """
+        with self._held_lock:
+            # A job handed back meanwhile (abort) is no longer ours to report.
+            live = [o for o in outcomes if o.job.id in self._held]
+        successes = [o.job.id for o in live if o.error is None]
+        failures = [o for o in live if o.error is not None]
+        try:
+            if successes:
+                self.q.complete_jobs(successes)
+        except (ServerConnectionError, ServerTimeoutError) as exc:
+            logger.warning("cannot complete %d jobs, retrying: %s", len(successes), exc)
+            return live
+        self._release(successes)
+        self.stats.completed += len(successes)
+        for position, outcome in enumerate(failures):
+            try:
                 self._fail(outcome.job, outcome.error)
-        if successes:
-            self.q.complete_jobs(successes)
-            self.stats.completed += len(successes)
+            except (ServerConnectionError, ServerTimeoutError) as exc:
+                logger.warning("cannot fail job %s, retrying: %s", outcome.job.id, exc)
+                return failures[position:]
+            self._release([outcome.job.id])
+        return []
+
+    def _release(self, job_ids: list[str]) -> None:
+        with self._held_lock:
+            for job_id in job_ids:
+                self._held.pop(job_id, None)
 
     def _fail(self, job: Job, error: BaseException) -> None:
         text = _error_text(job, error)
         retries = _retries_of(job)
         if retries < self.max_retries:
-            job.extra[RETRIES_FIELD] = retries + 1
+            retry = dataclasses.replace(job, extra={**job.extra, RETRIES_FIELD: retries + 1})
+            self.q.fail_job(job.id, requeue=True, job=retry, error=text)
             logger.warning("job %s failed (retry %d of %d follows): %s",
                            job.id, retries + 1, self.max_retries, text)
-            self.q.fail_job(job.id, requeue=True, job=job, error=text)
             self.stats.requeued += 1
         else:
-            logger.warning("job %s failed for good after %d retries: %s", job.id, retries, text)
             self.q.fail_job(job.id, requeue=False, error=text)
+            logger.warning("job %s failed for good after %d retries: %s", job.id, retries, text)
             self.stats.failed += 1
 
     def _return_held(self) -> None:

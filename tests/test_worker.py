@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from botrix_toolkit.queue import QueueService
+from botrix_toolkit.server import EmbeddedServer, free_port
 from botrix_toolkit.worker import RETRIES_FIELD, Worker
 from tests import handlers
 
@@ -176,6 +177,41 @@ def test_abort_hands_held_jobs_back_with_their_priority(queue: QueueService) -> 
     assert queue.get_job_status(job_id) == "pending"
     assert queue.get_job(job_id).priority == 2
     assert queue.get_queue_stats()["high_priority"] == 1
+
+
+def test_outcome_is_reported_after_the_server_comes_back(tmp_path: Path) -> None:
+    """A completion that cannot reach the server is sent again, not lost."""
+    server = EmbeddedServer(data_dir=tmp_path, port=free_port())
+    url = server.start()
+    q = QueueService.from_url(url, prefix="outage:jobs", socket_timeout=2)
+    running, may_finish = threading.Event(), threading.Event()
+
+    def handler(job):
+        running.set()
+        may_finish.wait(LIVENESS_S)
+        return "done"
+
+    worker = Worker(q, handler, lease_s=30, poll_interval=0.05)
+    thread = threading.Thread(target=worker.run, kwargs={"max_jobs": 1})
+    try:
+        job_id = q.add_job({"count": 1})
+        thread.start()
+        assert running.wait(LIVENESS_S)
+        server.stop()  # a clean shutdown writes the append-only file
+        may_finish.set()
+        time.sleep(0.5)  # the worker tries, fails and keeps the outcome
+        assert thread.is_alive() and worker.stats.completed == 0
+        server.start()
+        thread.join(LIVENESS_S)
+        assert not thread.is_alive()
+        assert worker.stats.completed == 1
+        assert q.get_job_status(job_id) == "completed"
+        assert q.get_processing_count() == 0
+    finally:
+        may_finish.set()
+        thread.join(LIVENESS_S)
+        q.close()
+        server.stop()
 
 
 def _start_cli_worker(redis_url: str, prefix: str, handler: str, *extra: str) -> subprocess.Popen:
