@@ -302,7 +302,10 @@ class Worker:
                 continue
             try:
                 renewed = self.q.renew_leases(ids)
-            except Exception:  # noqa: BLE001 - try again next interval
+            except (ServerConnectionError, ServerTimeoutError) as exc:
+                logger.warning("cannot renew the leases of %d jobs, retrying: %s", len(ids), exc)
+                continue
+            except Exception:  # noqa: BLE001 - this thread must outlive any one failure
                 logger.exception("lease renewal of %d jobs failed", len(ids))
                 continue
             if renewed < len(ids):
