@@ -89,9 +89,15 @@ class JobStatus(StrEnum):
 
 
 def validate_job_id(job_id: Any) -> str:
-    """The id as a non-empty string, or an InvalidInputError naming it."""
+    """The id as a non-empty string that has a UTF-8 form, or an InvalidInputError naming it."""
     if not isinstance(job_id, str) or not job_id:
         raise InvalidInputError(f"job id must be a non-empty string; got {job_id!r}")
+    if not job_id.isascii():
+        try:
+            job_id.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate: no Redis key can spell it.
+            raise InvalidInputError(f"job id {job_id!r} is not valid Unicode text") from None
     return job_id
 
 
@@ -241,7 +247,15 @@ class Job:
             )
         values: dict[str, Any] = {}
         raw_times: dict[str, tuple[datetime | None, str]] = {}
-        extra: dict[str, Any] = dict(mapping.get("extra") or {})
+        given_extra = mapping.get("extra") or {}
+        if not isinstance(given_extra, Mapping):
+            raise InvalidInputError(
+                f"job field 'extra' must be a mapping of field names; got {type(given_extra).__name__}"
+            )
+        extra: dict[str, Any] = {}
+        for name, value in given_extra.items():
+            _check_json_value(name, value)
+            extra[name] = value
         for name, value in mapping.items():
             if name == "extra" or (name == "id" and value is None):
                 continue

@@ -11,6 +11,7 @@ import dataclasses
 import html
 import json
 import logging
+import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +99,7 @@ class QueueService:
             require_hash_tag(prefix)
             client: redis.Redis = cluster_client(url, socket_timeout=socket_timeout, **redis_kwargs)
         else:
-            redis_kwargs.setdefault("retry", Retry(
+            redis_kwargs.setdefault("retry", _ReconnectRetry(
                 ExponentialWithJitterBackoff(base=0.05, cap=1.0), RECONNECT_RETRIES,
                 supported_errors=(redis.exceptions.ConnectionError,),
             ))
@@ -326,6 +327,24 @@ class QueueService:
         with self._errors(keys.processing, keys.leases):
             return int(self._scripts.renew_leases(keys=[keys.processing, keys.leases], args=ids))
 
+    def release_jobs(self, job_ids: Iterable[str]) -> list[str]:
+        """Puts held jobs back in the queue unfinished, priority unchanged; returns those put back.
+
+        For a worker that must stop before finishing its jobs: nothing failed,
+        so no retry is counted. Ids no longer held are skipped.
+        """
+        ids = [validate_job_id(job_id) for job_id in job_ids]
+        keys, released = self.keys, []
+        for start in range(0, len(ids), STATUS_BATCH):
+            batch = ids[start : start + STATUS_BATCH]
+            script_keys = [keys.queue, keys.processing, keys.leases]
+            for job_id in batch:
+                script_keys += (keys.data(job_id), keys.status(job_id))
+            with self._errors(keys.queue, keys.processing, keys.leases):
+                done = self._scripts.release_jobs(keys=script_keys, args=[self.ttl, keys.updates, *batch])
+            released += [as_text(job_id) for job_id in done]
+        return released
+
     def recover_stalled(self, timeout_s: float = 300.0) -> list[str]:
         """Puts back in the queue every job held longer than ``timeout_s``.
 
@@ -479,11 +498,13 @@ class QueueService:
         """Stores any JSON-serialisable value as the job's result, for ``ttl`` seconds."""
         key = self.keys.results(validate_job_id(job_id))
         try:
-            body = json.dumps(result, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            body = json.dumps(result, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise InvalidInputError(f"result of job {job_id!r} is not JSON-serialisable: {exc}") from None
         with self._errors(key):
-            self.redis.set(key, body, ex=self.ttl)
+            # SET ... GET refuses (WRONGTYPE) a key holding another type
+            # instead of silently replacing it, in the same single command.
+            self.redis.set(key, body, ex=self.ttl, get=True)
 
     def get_job_result(self, job_id: str) -> str:
         """The job's result as JSON text; JobNotFoundError when there is none."""
@@ -536,6 +557,24 @@ class QueueService:
             )
         )
         return f"<b>{title}</b><table>{rows}</table>"
+
+
+class _ReconnectRetry(Retry):
+    """Retries a dropped or refused connection, never a refused login or certificate.
+
+    redis-py's AuthenticationError is a ConnectionError: retried, a wrong
+    password would cost a minute of back-off before its error shows.
+    """
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):  # noqa: ANN001, ANN201
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, redis.exceptions.AuthenticationError):
+                return False
+            if isinstance(error.__context__, ssl.SSLCertVerificationError):
+                return False  # an untrusted certificate stays untrusted
+            return is_retryable(error) if is_retryable is not None else True
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:

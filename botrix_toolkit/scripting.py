@@ -35,6 +35,7 @@ SCRIPT_NAMES = (
     "recover_stalled",
     "renew_leases",
     "remove_orphans",
+    "release_jobs",
 )
 
 
@@ -64,6 +65,7 @@ class Scripts:
     recover_stalled: Script
     renew_leases: Script
     remove_orphans: Script
+    release_jobs: Script
 
 
 _WRONGTYPE_KEY = re.compile(r"WRONGTYPE key (.+?) holds a (\w+), expected a (\w+)")

@@ -35,7 +35,6 @@ Handler = Callable[[Job], Any]
 
 RETRIES_FIELD = "retries"
 # Why a job handed back on a hard stop shows as failed-then-requeued in the events.
-RETURNED_ERROR = "worker stopped before finishing: job returned to the queue"
 
 
 @dataclass
@@ -263,22 +262,19 @@ class Worker:
             self.stats.failed += 1
 
     def _return_held(self) -> None:
-        """Hands every held job back to the queue with its priority unchanged."""
+        """Hands every held job back to the queue with its priority and retry count unchanged."""
         with self._held_lock:
-            jobs = list(self._held.values())
+            ids = list(self._held)
             self._held.clear()
-        for job in jobs:
-            # fail_job(requeue) lowers the priority by one: give it one more so
-            # a job that did not fail keeps its place. Its retry count stays.
-            job.priority = int(job.priority) + 1
-            try:
-                self.q.fail_job(job.id, requeue=True, job=job, error=RETURNED_ERROR)
-                self.stats.returned += 1
-            except Exception:  # noqa: BLE001 - recover_stalled will bring it back
-                logger.exception("could not hand job %s back; it will be recovered when stalled",
-                                 job.id)
-        if jobs:
-            logger.warning("handed %d unfinished jobs back to the queue", len(jobs))
+        if not ids:
+            return
+        try:
+            returned = self.q.release_jobs(ids)
+        except Exception:  # noqa: BLE001 - recover_stalled will bring them back
+            logger.exception("could not hand %d jobs back; they will be recovered when stalled", len(ids))
+            return
+        self.stats.returned += len(returned)
+        logger.warning("handed %d unfinished jobs back to the queue", len(returned))
 
     # -- threads ---------------------------------------------------------
     def _work(self) -> None:

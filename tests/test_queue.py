@@ -744,3 +744,26 @@ def test_events_of_bulk_add_are_in_job_order(queue: QueueService, events: EventL
 def test_errors_share_one_root() -> None:
     for error in (InvalidInputError, JobNotFoundError, ServerConnectionError, WrongKeyTypeError):
         assert issubclass(error, BotrixError)
+
+
+# -- release ----------------------------------------------------------------------------
+def test_release_jobs_puts_held_jobs_back_unchanged_with_recovery_events(queue: QueueService) -> None:
+    queue.add_jobs([{"id": "rel-a", "priority": 2, "count": 4}, {"id": "rel-b", "priority": 0}])
+    held = queue.dequeue_jobs(2)
+    assert {job.id for job in held} == {"rel-a", "rel-b"}
+    pubsub = queue.subscribe()
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    assert sorted(queue.release_jobs(["rel-a", "rel-b", "not-held"])) == ["rel-a", "rel-b"]
+    assert queue.get_processing_count() == 0 and queue.redis.zcard(queue.keys.leases) == 0
+    assert [job.id for job in queue.get_pending_jobs()] == ["rel-a", "rel-b"]
+    assert queue.get_job("rel-a").priority == 2 and queue.get_job("rel-a").count == 4
+    assert queue.get_job_status("rel-a") == "pending"
+    events = []
+    while (message := pubsub.get_message(timeout=1)) is not None and len(events) < 6:
+        if message["type"] == "message":
+            events.append(json.loads(message["data"]))
+    pubsub.close()
+    assert [(e["event"], e["job_id"]) for e in events[:3]] == [
+        ("job_recovered", "rel-a"), ("status_updated", "rel-a"), ("job_added", "rel-a")]
+    assert events[0]["data"]["reason"] == "released" and events[2]["data"]["priority"] == 2
+    assert queue.release_jobs(["rel-a"]) == []  # no longer held: nothing to do

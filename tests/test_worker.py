@@ -177,6 +177,7 @@ def test_abort_hands_held_jobs_back_with_their_priority(queue: QueueService) -> 
     assert queue.get_job_status(job_id) == "pending"
     assert queue.get_job(job_id).priority == 2
     assert queue.get_queue_stats()["high_priority"] == 1
+    assert "retries" not in queue.get_job(job_id).extra  # handing back is not a failure
 
 
 def test_outcome_is_reported_after_the_server_comes_back(tmp_path: Path) -> None:
