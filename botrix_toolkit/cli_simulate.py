@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_max(q: Any, scenario: Scenario, args: argparse.Namespace, console: Any) -> int:
-    from .simulation import measure_max_throughput
+    from .max_throughput import measure_max_throughput
 
     batches = (args.batch,) if args.batch is not None else (100, 500, 1000)
     console.print(f"measuring: 1 producer + {scenario.workers} worker processes, batch sizes "

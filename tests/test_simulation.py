@@ -20,12 +20,8 @@ from botrix_toolkit.errors import InvalidInputError
 from botrix_toolkit.events import EventRecorder
 from botrix_toolkit.queue import QueueService
 from botrix_toolkit.scenarios import SCENARIO_DIR, JobFactory, Scenario, parse_priority_mix
-from botrix_toolkit.simulation import (
-    SimulationResult,
-    check_conservation,
-    measure_max_throughput,
-    run_simulation,
-)
+from botrix_toolkit.max_throughput import measure_max_throughput
+from botrix_toolkit.simulation import SimulationResult, check_conservation, run_simulation
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = {"drain_s": 60, "stats_interval_s": 0.25, "users": 20}
