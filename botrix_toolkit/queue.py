@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import queries
@@ -42,9 +42,12 @@ STATUS_BATCH = 500
 # Orphans and finished ids one claim may pop before it returns to the caller.
 CLAIM_EXTRA_POPS = 1000
 
-# Reconnect attempts after a dropped connection: with the back-off below about
-# 5 s in all, enough for a server restart that replays its append-only file.
-RECONNECT_RETRIES = 10
+# Reconnect attempts after a dropped or refused connection, with back-off
+# 0.1, 0.2, 0.4, 0.8 s. redis-py retries both the connect and the command, so
+# a server that is down is waited for about 9 s (a restart replaying its
+# append-only file), and one that drops every connection fails in about as
+# long (redis-py's default, 10 retries nested, takes over a minute).
+RECONNECT_RETRIES = 4
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -100,7 +103,7 @@ class QueueService:
             client: redis.Redis = cluster_client(url, socket_timeout=socket_timeout, **redis_kwargs)
         else:
             redis_kwargs.setdefault("retry", _ReconnectRetry(
-                ExponentialWithJitterBackoff(base=0.05, cap=1.0), RECONNECT_RETRIES,
+                ExponentialBackoff(cap=1.0, base=0.05), RECONNECT_RETRIES,
                 supported_errors=(redis.exceptions.ConnectionError,),
             ))
             client = redis.Redis.from_url(
