@@ -227,7 +227,7 @@ def test_an_untrusted_certificate_is_refused_clearly(tls_port: int,
 def test_plain_text_to_the_tls_port_fails_without_hanging(tls_port: int) -> None:
     q = QueueService.from_url(f"redis://127.0.0.1:{tls_port}/0", prefix=PREFIX, socket_timeout=2)
     start = time.monotonic()
-    with pytest.raises(ServerConnectionError, match="closed"):
+    with pytest.raises(ServerConnectionError, match=f"127.0.0.1:{tls_port}"):
         q.get_queue_length()
     # the reconnect back-off is bounded (~9 s); redis-py's default took 76 s here
     assert time.monotonic() - start < 45
