@@ -128,14 +128,6 @@ def node_client(client: redis.Redis | RedisCluster) -> redis.Redis:
     return node_redis
 
 
-def event_recorder(q: Any, **kwargs: Any) -> Any:
-    """An ``EventRecorder`` on ``q``'s updates channel, also when ``q`` runs on a cluster."""
-    from .events import EventRecorder
-
-    kwargs.setdefault("channel", q.keys.updates)
-    return EventRecorder(node_client(q.redis), **kwargs)
-
-
 def spread_prefixes(client: RedisCluster, count: int, base: str = "botrix") -> list[str]:
     """``count`` hash-tagged prefixes ``{base-i}`` whose slots are on different nodes.
 

@@ -33,6 +33,7 @@ import hiredis
 import pandas as pd
 import redis
 
+from .cluster import node_client
 from .errors import InvalidInputError, ServerConnectionError
 from .frames import ParsedEvents, gaps_frame_from, parse_event_messages
 from .history import RecordedEvents, gap_records, summary_html
@@ -71,7 +72,8 @@ class EventRecorder:
         channel: str | None = None,
         maxlen: int = 1_000_000,
     ) -> None:
-        client = getattr(q, "redis", q)
+        # On a cluster, subscribe through one node: classic pub/sub reaches every node.
+        client = node_client(getattr(q, "redis", q))
         if channel is None:
             keys = getattr(q, "keys", None)
             channel = keys.updates if isinstance(keys, QueueKeys) else QueueKeys(DEFAULT_PREFIX).updates

@@ -33,7 +33,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import analysis
+from . import analysis, queries
+from .cluster import node_client
 from .events import EventRecorder, RecordedEvents
 from .frames import STATS_COLUMNS, empty_frame
 from .models import Job
@@ -533,7 +534,7 @@ def check_conservation(q: QueueService, run_tag: str, added: int) -> dict[str, A
     keys = q.keys
     for start in range(0, added, _CONSERVATION_CHUNK):
         ids = [job_id(run_tag, n) for n in range(start, min(added, start + _CONSERVATION_CHUNK))]
-        pipe = q.redis.pipeline(transaction=False)
+        pipe = queries.queue_pipeline(q.redis, q.keys)
         pipe.mget([keys.status(i) for i in ids])
         pipe.zmscore(keys.queue, ids)
         pipe.smismember(keys.processing, ids)
@@ -586,7 +587,9 @@ def as_queue(q_or_url: QueueService | str | None, prefix: str | None) -> tuple[Q
 
 def process_url(q: QueueService) -> str:
     """The URL child processes connect to (with its password: ``q.url`` has it removed)."""
-    kwargs = q.redis.connection_pool.connection_kwargs
+    # On a cluster, a node's URL: the children's from_url detects the cluster.
+    pool = node_client(q.redis).connection_pool
+    kwargs = pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
     auth = ""
@@ -594,7 +597,7 @@ def process_url(q: QueueService) -> str:
         from urllib.parse import quote
 
         auth = f"{quote(kwargs.get('username') or '')}:{quote(kwargs['password'])}@"
-    connection_class = q.redis.connection_pool.connection_class.__name__
+    connection_class = pool.connection_class.__name__
     scheme = "rediss" if kwargs.get("ssl") or "SSL" in connection_class else "redis"
     return f"{scheme}://{auth}{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/" \
            f"{kwargs.get('db', 0)}"

@@ -767,3 +767,22 @@ def test_release_jobs_puts_held_jobs_back_unchanged_with_recovery_events(queue: 
         ("job_recovered", "rel-a"), ("status_updated", "rel-a"), ("job_added", "rel-a")]
     assert events[0]["data"]["reason"] == "released" and events[2]["data"]["priority"] == 2
     assert queue.release_jobs(["rel-a"]) == []  # no longer held: nothing to do
+
+
+def test_a_completion_sent_twice_publishes_one_job_completed(queue: QueueService) -> None:
+    queue.add_job({"id": "twice"})
+    queue.dequeue_job()
+    pubsub = queue.subscribe()
+    pubsub.get_message(timeout=1)
+    queue.complete_job("twice")
+    queue.complete_job("twice")  # a worker retrying after a lost reply: no error, no event
+    queue.redis.publish(queue.keys.updates, "sentinel")
+    events = []
+    while (message := pubsub.get_message(timeout=2)) is not None:
+        if message["type"] == "message":
+            if message["data"] == b"sentinel":
+                break
+            events.append(json.loads(message["data"])["event"])
+    pubsub.close()
+    assert events == ["status_updated", "job_completed"]
+    assert queue.get_job_status("twice") == "completed"

@@ -4,6 +4,7 @@
 -- For each id: SET status EX ttl; publish status_updated(status); when the
 -- status is final (completed, failed, cancelled): ZREM queue, SREM
 -- processing, ZREM leases; then publish the final event if one is given.
+-- A final status that is already stored is not written or published again.
 --
 -- KEYS[1]      queue (sorted set)
 -- KEYS[2]      processing (set)
@@ -46,6 +47,13 @@ for i = 4, #KEYS do
   local found = redis.call('TYPE', status_key)['ok']
   if found ~= 'none' and found ~= 'string' then
     table.insert(wrong_type, id)
+  elseif final and found == 'string' and redis.call('GET', status_key) == status then
+    -- Already there (a completion sent twice, say by a worker retrying after a
+    -- lost reply): no second event, so each job ends exactly once.
+    redis.call('ZREM', queue, id)
+    redis.call('SREM', processing, id)
+    redis.call('ZREM', leases, id)
+    table.insert(changed, id)
   elseif matches(id, status_key) then
     redis.call('SET', status_key, status, 'EX', ttl)
     publish(channel, 'status_updated', id, ts, status, extra)
