@@ -92,7 +92,8 @@ class EventRecorder:
         self._connection_kwargs = dict(pool.connection_kwargs)
 
         # Stage 1, written by the reader thread: socket chunks as received,
-        # [segment, receive ns, bytes, message count, resync]. A segment is one
+        # [segment, receive ns, bytes, message count, resync, straddles]
+        # (straddles: its count includes a marker begun in the chunk before). A segment is one
         # connection's stream; resync marks a chunk whose start may be mid-reply
         # because the chunk before it was dropped.
         self._lock = threading.Lock()  # guards stage 1, the counters and _gaps
@@ -281,13 +282,16 @@ class EventRecorder:
             if data:
                 now = _now_ns()
                 count = data.count(marker)
-                if tail:  # a marker split across two chunks
-                    count += (tail + data[:tail_len]).count(marker)
+                # A marker split across two chunks is counted in the later one.
+                straddles = bool(tail) and (tail + data[:tail_len]).count(marker) > 0
+                count += straddles
                 tail = data[-tail_len:]
                 with lock:
-                    raw.append([segment, now, data, count, False])
+                    raw.append([segment, now, data, count, False, straddles])
                     self._raw_pending += count
-                    while self._raw_pending > maxlen and len(raw) > 1:
+                    # Drop whole chunks only while maxlen messages remain: the
+                    # exact trim to maxlen happens when chunks are split.
+                    while len(raw) > 1 and self._raw_pending - raw[0][3] >= maxlen:
                         self._drop_oldest_chunk()
             if stop_is_set():
                 return
@@ -304,11 +308,19 @@ class EventRecorder:
 
     def _drop_oldest_chunk(self) -> None:
         # Called with _lock held: memory stays bounded even if nobody reads.
-        segment, _, _, count, _ = self._raw.popleft()
+        segment, _, _, count, _, _ = self._raw.popleft()
         self._raw_pending -= count
         self._raw_dropped += count
         if self._raw and self._raw[0][0] == segment:
-            self._raw[0][4] = True
+            following = self._raw[0]
+            following[4] = True  # it may begin mid-reply: resynchronise on the next marker
+            if following[5]:
+                # Its first marker began in the dropped chunk: resync skips it,
+                # so count that message as dropped, not as still to come.
+                following[3] -= 1
+                following[5] = False
+                self._raw_pending -= 1
+                self._raw_dropped += 1
 
     def _split_raw(self) -> None:
         """Move stage-1 chunks into ``_buffer`` as (receive ns, payload). Needs _parse_lock."""
@@ -319,7 +331,7 @@ class EventRecorder:
             self._raw_pending = 0
         out: list[tuple[int, bytes]] = []
         append = out.append
-        for segment, now, data, _, resync in chunks:
+        for segment, now, data, _, resync, _ in chunks:
             if segment != self._split_segment or resync:
                 if resync and segment == self._split_segment and self._split_reader is not None:
                     if self._split_reader.has_data():

@@ -153,6 +153,24 @@ def test_maxlen_drops_the_oldest_and_counts_them(redis_client: redis.Redis, chan
     assert frame["job_id"].tolist() == [f"j{i}" for i in range(15, 25)]
 
 
+def test_maxlen_is_exact_when_many_messages_arrive_in_one_chunk(redis_client: redis.Redis,
+                                                                channel: str) -> None:
+    # Pipelined, the messages reach the recorder a few socket reads at a time:
+    # dropping must still keep exactly the newest maxlen and count the rest.
+    with EventRecorder(redis_client, channel=channel, maxlen=100) as rec:
+        for round_number in range(5):
+            pipe = redis_client.pipeline(transaction=False)
+            for i in range(500):
+                pipe.publish(channel, event(f"r{round_number}-{i:03d}"))
+            pipe.execute()
+        wait_for(lambda: rec.received >= 2500, "2,500 messages")
+        stats = rec.stats()
+        frame = rec.frame()
+    assert stats["received"] == 2500
+    assert stats["dropped_oldest"] == 2400
+    assert frame["job_id"].tolist() == [f"r4-{i:03d}" for i in range(400, 500)]
+
+
 def test_frame_columns_and_dtypes_are_exact(redis_client: redis.Redis, channel: str,
                                             recorder: EventRecorder) -> None:
     assert recorder.frame().dtypes.to_dict() == empty_frame(EVENT_COLUMNS).dtypes.to_dict()
