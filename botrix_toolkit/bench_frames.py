@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import json
 import multiprocessing
-import resource
 import time
 import uuid
 from collections.abc import Callable
@@ -70,31 +69,38 @@ def _timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def _rss_growth_in_child(client: redis.Redis, prefix: str, reply: multiprocessing.Queue) -> None:
-    # A forked child may use the parent's client: redis-py's pool reconnects after a fork.
-    before = _rss_mib()
-    q = QueueService(client, prefix=prefix)
+def _rss_growth_in_child(url: str, prefix: str, reply: multiprocessing.Queue) -> None:
+    from . import job_frames  # noqa: F401 - pandas and pyarrow loaded before the floor is read
+
+    q = QueueService.from_url(url, prefix=prefix)
+    q.pending_jobs_frame(limit=10)  # connected, every import done: what is resident now is the floor
+    gc.collect()
+    # The peak (VmHWM) survives fork and exec: reset it to the current size.
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    before = _status_mib("VmRSS")
     frame = q.pending_jobs_frame()
-    reply.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before, len(frame)))
+    reply.put((_status_mib("VmHWM") - before, len(frame)))
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def peak_memory_mib(client: redis.Redis, prefix: str) -> float:
+def peak_memory_mib(url: str, prefix: str) -> float:
     """Peak resident memory that building the frame adds, measured in a fresh process.
 
-    tracemalloc would miss Arrow's buffers (pandas' string columns), so this
-    reads the child's peak RSS instead.
+    A spawned interpreter starts with nothing of this one's heap; its peak
+    RSS (VmHWM, reset once the imports are done) also sees Arrow's buffers
+    (pandas' string columns), which tracemalloc would miss.
     """
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     reply = context.Queue()
-    child = context.Process(
-        target=_rss_growth_in_child,
-        args=(client, prefix, reply),
-    )
+    child = context.Process(target=_rss_growth_in_child, args=(url, prefix, reply))
     child.start()
     growth, _rows = reply.get(timeout=600)
     child.join()
@@ -102,9 +108,10 @@ def peak_memory_mib(client: redis.Redis, prefix: str) -> float:
 
 
 def run_frame_benchmark(
-    client: redis.Redis, jobs: int = 1_000_000, progress: Callable[[int, int], None] | None = None
+    url: str, jobs: int = 1_000_000, progress: Callable[[int, int], None] | None = None
 ) -> FrameBenchmarkResult:
     """Fills a queue of its own with ``jobs`` jobs, measures, and deletes it."""
+    client = redis.Redis.from_url(url)
     q = QueueService(client, prefix=f"botrix:bench:{uuid.uuid4().hex[:10]}")
     try:
         q.add_jobs(
@@ -119,9 +126,10 @@ def run_frame_benchmark(
             raw_seconds=raw,
             toolkit_seconds=toolkit,
             go_style_rate=go_style_rate(client, q.keys.prefix),
-            toolkit_peak_mib=peak_memory_mib(client, q.keys.prefix),
+            toolkit_peak_mib=peak_memory_mib(url, q.keys.prefix),
         )
     finally:
         keys = list(client.scan_iter(match=f"{q.keys.prefix}:*", count=10_000))
         for start in range(0, len(keys), 10_000):
             client.unlink(*keys[start : start + 10_000])
+        client.close()

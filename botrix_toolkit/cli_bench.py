@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             with Progress(transient=True, console=console) as progress:
                 task = progress.add_task(f"filling {args.frame_jobs:,} jobs", total=args.frame_jobs)
                 result = run_frame_benchmark(
-                    client, args.frame_jobs, lambda done, total: progress.update(task, completed=done)
+                    url, args.frame_jobs, lambda done, total: progress.update(task, completed=done)
                 )
             console.print(frames_table(result))
         if "events" in sections:

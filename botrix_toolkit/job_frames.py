@@ -2,8 +2,8 @@
 
 Reads go through queries.py (chunked, pipelined: never one round trip per
 job) and each chunk becomes a frame at once; the chunks are concatenated and
-the columns converted once at the end, so a million jobs never exist as a
-million Python objects at the same time.
+typed at once, then the typed chunks are concatenated, so a million jobs
+never exist as a million sets of Python objects at the same time.
 """
 
 from __future__ import annotations
@@ -79,8 +79,13 @@ def pending_jobs_frame(
         for entries in queries.iter_queue_entries(q.redis, q.keys, limit):
             chunk = _pending_chunk(entries, counts)
             if chunk is not None:
-                chunks.append(chunk)
-    frame = _typed_pending(pd.concat(chunks, ignore_index=True) if chunks else None, secrets)
+                # Typed at once: the chunk's Python objects are freed before the
+                # next is read, so a million jobs never exist as objects at once.
+                chunks.append(_typed_pending(chunk, secrets))
+    if chunks:
+        frame = pd.concat(chunks, ignore_index=True, sort=False) if len(chunks) > 1 else chunks[0]
+    else:
+        frame = empty_frame(PENDING_COLUMNS)
     frame.attrs.update(counts)
     if counts["corrupt"]:
         logger.warning("%d corrupt entries left out of the pending frame of %s",
@@ -116,9 +121,7 @@ def _pending_chunk(entries: queries.QueueEntries, counts: dict[str, int]) -> pd.
     return chunk
 
 
-def _typed_pending(frame: pd.DataFrame | None, secrets: frozenset[str]) -> pd.DataFrame:
-    if frame is None:
-        return empty_frame(PENDING_COLUMNS)
+def _typed_pending(frame: pd.DataFrame, secrets: frozenset[str]) -> pd.DataFrame:
     for name, dtype in PENDING_COLUMNS.items():
         if name == "priority_label":
             continue
