@@ -161,6 +161,7 @@ _GO_FIELDS: tuple[tuple[str, str, bool], ...] = (
 _GO_FIELD_KIND = {name: kind for name, kind, _ in _GO_FIELDS}
 _GO_FIELD_BY_LOWER = {name.lower(): name for name in _GO_FIELD_KIND}
 _PLAIN_TYPE = {_INT: int, _STR: str, _BOOL: bool}
+_ZERO_VALUES = {_INT: 0, _STR: "", _BOOL: False}
 # Go's int is 64 bits: a larger number fails to decode.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 TIME_FIELDS = tuple(name for name, kind, _ in _GO_FIELDS if kind in (_TIME, _NULLTIME))
@@ -199,7 +200,7 @@ class Job:
 
         Raises CorruptJobError naming the job id and what is wrong.
         """
-        where = f"job {job_id!r}" if job_id is not None else "job data"
+        where = f"job {job_id!r}" if job_id is not None else "job data"  # for messages
         if isinstance(raw, bytes):
             # Go replaces invalid UTF-8 with U+FFFD rather than failing.
             raw = raw.decode("utf-8", "replace")
@@ -220,6 +221,11 @@ class Job:
             kind = _GO_FIELD_KIND.get(name)
             if kind is None:
                 extra[name] = value
+                continue
+            if type(value) is _PLAIN_TYPE.get(kind) and (
+                kind is not _INT or _INT64_MIN <= value <= _INT64_MAX
+            ):
+                values[name] = value  # the common case: a worker decodes every job it takes
                 continue
             try:
                 values[name] = _decode_go_value(kind, value)
@@ -346,6 +352,78 @@ class Job:
     @property
     def priority_level(self) -> Priority:
         return Priority.level_of(self.priority)
+
+
+_STATUS_VALUES = frozenset(status.value for status in JobStatus) | {"processing"}
+
+
+def plain_job_json(mapping: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """(id, Go JSON, priority) of a job given as plain JSON values, or None.
+
+    The fast path of adding a job: a dict whose known fields already hold
+    the right JSON types (and RFC 3339 time strings) goes straight to Go's
+    JSON, without building a Job. Anything else gives None, and the caller
+    takes ``Job.from_dict``, which accepts more and explains what is wrong.
+    Unset created_at and updated_at are set to now.
+    """
+    if "extra" in mapping:
+        return None
+    job_id = mapping.get("id")
+    if job_id is None:
+        job_id = str(uuid.uuid4())
+    elif type(job_id) is not str or not job_id or not job_id.isascii():
+        return None
+    priority = mapping.get("priority", 1)
+    if type(priority) is str:
+        priority = Priority.__members__.get(priority.strip().upper())
+    if type(priority) is not int and not isinstance(priority, Priority) or not 0 <= priority <= 2:
+        return None
+    status = mapping.get("status", "pending")
+    if type(status) is not str or status.strip().lower() not in _STATUS_VALUES:
+        return None
+    document: dict[str, Any] = {}
+    now = None
+    for name, kind, omit_empty in _GO_FIELDS:
+        value = mapping.get(name)
+        if name == "id":
+            value = job_id
+        elif name == "priority":
+            value = int(priority)
+        elif name == "status":
+            value = JobStatus.PENDING.value
+        elif value is None:
+            if kind is _TIME:
+                value = now = now or format_go_time(utc_now())
+            elif omit_empty:
+                continue
+            elif kind is _NULLTIME:
+                value = None
+            else:
+                value = _ZERO_VALUES[kind]
+        elif kind is _TIME or kind is _NULLTIME:
+            if type(value) is not str or not _RFC3339.fullmatch(value):
+                return None
+            try:
+                datetime.fromisoformat(value)  # ranges: month 13 is RFC 3339-shaped
+            except ValueError:
+                return None
+        elif type(value) is not _PLAIN_TYPE[kind] or (
+            kind is _INT and not _INT64_MIN <= value <= _INT64_MAX
+        ):
+            return None
+        elif omit_empty and not value:
+            continue
+        document[name] = value
+    for name, value in mapping.items():
+        if name not in _GO_FIELD_KIND:
+            document[name] = value
+    try:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        if not text.isascii():
+            text.encode("utf-8")
+    except (TypeError, ValueError):
+        return None
+    return job_id, text, int(priority)
 
 
 def _decode_go_value(kind: str, value: Any) -> Any:

@@ -24,7 +24,15 @@ from . import queries
 from .cluster import cluster_client, is_cluster_client, require_hash_tag, server_is_cluster
 from .errors import CorruptJobError, InvalidInputError, JobNotFoundError, WrongKeyTypeError
 from .keys import DEFAULT_PREFIX, QueueKeys
-from .models import SECRET_FIELDS, Job, JobStatus, Priority, utc_now, validate_job_id
+from .models import (
+    SECRET_FIELDS,
+    Job,
+    JobStatus,
+    Priority,
+    plain_job_json,
+    utc_now,
+    validate_job_id,
+)
 from .scripting import Scripts, as_text, translated_errors
 
 if TYPE_CHECKING:
@@ -153,6 +161,15 @@ class QueueService:
         self, prepared: Sequence[tuple[str, str, int]], progress: ProgressCallback | None = None
     ) -> None:
         keys, total = self.keys, len(prepared)
+        if total == 1 and progress is None:
+            # One job, one round trip: the common add_job, kept short.
+            job_id, body, priority = prepared[0]
+            with self._errors(keys.queue):
+                self._scripts.add_jobs(
+                    keys=(keys.queue, keys.data(job_id), keys.status(job_id)),
+                    args=(self.ttl, keys.updates, job_id, body, priority),
+                )
+            return
         per_round_trip = ADD_BATCH * ADD_CALLS_PER_ROUND_TRIP
         with self._errors(keys.queue):
             for start in range(0, total, per_round_trip):
@@ -582,6 +599,8 @@ class _ReconnectRetry(Retry):
 
 def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:
     """(id, Go JSON, priority) of a job about to be added, validated."""
+    if type(job) is dict and (plain := plain_job_json(job)):
+        return plain
     if isinstance(job, Job):
         job = dataclasses.replace(job)
         job.id = job.id or Job.from_dict({}).id
