@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--redis-url", default=None, help="server (default: BOTRIX_REDIS_URL, else the embedded one)")
     bench.add_argument("--jobs", type=int, default=3000, help="jobs for the one-by-one measurements")
     bench.add_argument("--bulk-jobs", type=int, default=30_000, help="jobs for the bulk measurements")
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="interleaved rounds of the queue measurements; each figure is their median")
     bench.add_argument("--frame-jobs", type=int, default=1_000_000,
                        help="pending jobs for the frame measurement (filling takes about a minute per million)")
     bench.add_argument("--recorder-seconds", type=float, default=10.0,
@@ -84,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
     client = redis.Redis.from_url(url)
     try:
         if "queue" in sections:
-            console.print(f"queue operations: {args.jobs:,} jobs one by one, {args.bulk_jobs:,} in bulk ...")
-            results = QueueBenchmark(client, args.jobs, args.bulk_jobs).run()
+            console.print(f"queue operations: {args.jobs:,} jobs one by one, {args.bulk_jobs:,} in bulk, "
+                          f"median of {args.rounds} interleaved rounds ...")
+            results = QueueBenchmark(client, args.jobs, args.bulk_jobs).run(args.rounds)
             console.print(comparisons_table("queue operations", results))
         if "frames" in sections:
             with Progress(transient=True, console=console) as progress:

@@ -9,6 +9,7 @@ the prefix (``{botrix:jobs}``) keeps every key of a queue on one node.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 DEFAULT_PREFIX = "botrix:jobs"
 
@@ -23,17 +24,18 @@ class QueueKeys:
         if not self.prefix or not isinstance(self.prefix, str):
             raise ValueError(f"queue prefix must be a non-empty string, got {self.prefix!r}")
 
-    @property
+    # cached_property: these names are built on every operation's hot path.
+    @cached_property
     def queue(self) -> str:
         """Sorted set of pending job ids, score ``-priority``."""
         return f"{self.prefix}:queue"
 
-    @property
+    @cached_property
     def processing(self) -> str:
         """Set of job ids taken by a worker and not yet finished."""
         return f"{self.prefix}:processing"
 
-    @property
+    @cached_property
     def leases(self) -> str:
         """Sorted set: job id -> server time (ms) its lease was last taken or renewed.
 
@@ -41,20 +43,20 @@ class QueueKeys:
         """
         return f"{self.prefix}:leases"
 
-    @property
+    @cached_property
     def updates(self) -> str:
         """The pub/sub channel of job events (a channel, not a key)."""
         return f"{self.prefix}:updates"
 
-    @property
+    @cached_property
     def data_prefix(self) -> str:
         return f"{self.prefix}:data:"
 
-    @property
+    @cached_property
     def status_prefix(self) -> str:
         return f"{self.prefix}:status:"
 
-    @property
+    @cached_property
     def results_prefix(self) -> str:
         return f"{self.prefix}:results:"
 

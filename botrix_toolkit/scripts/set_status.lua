@@ -44,30 +44,31 @@ local final = is_final(status)
 local extra = error_field(message)
 for i = 4, #KEYS do
   local id, status_key = ARGV[3 + i], KEYS[i]
-  local found = redis.call('TYPE', status_key)['ok']
-  if found ~= 'none' and found ~= 'string' then
-    table.insert(wrong_type, id)
-  elseif final and found == 'string' and redis.call('GET', status_key) == status then
-    -- Already there (a completion sent twice, say by a worker retrying after a
-    -- lost reply): no second event, so each job ends exactly once.
-    redis.call('ZREM', queue, id)
-    redis.call('SREM', processing, id)
-    redis.call('ZREM', leases, id)
-    table.insert(changed, id)
-  elseif matches(id, status_key) then
-    redis.call('SET', status_key, status, 'EX', ttl)
-    publish(channel, 'status_updated', id, ts, status, extra)
-    if final then
-      redis.call('ZREM', queue, id)
-      redis.call('SREM', processing, id)
-      redis.call('ZREM', leases, id)
-    end
-    if final_event ~= '' then
-      publish(channel, final_event, id, ts, status, extra)
-    end
-    table.insert(changed, id)
-  else
+  if not matches(id, status_key) then
     table.insert(skipped, id)
+  else
+    -- SET ... GET refuses a key of another type without writing it, and
+    -- returns the status it replaces: one call instead of TYPE, GET and SET.
+    local previous = redis.pcall('SET', status_key, status, 'EX', ttl, 'GET')
+    if type(previous) == 'table' and previous.err then
+      table.insert(wrong_type, id)
+    else
+      if final then
+        redis.call('ZREM', queue, id)
+        redis.call('SREM', processing, id)
+        redis.call('ZREM', leases, id)
+      end
+      -- A final status already stored (a completion sent twice, say by a
+      -- worker retrying after a lost reply) is not published again, so each
+      -- job ends exactly once.
+      if not (final and previous == status) then
+        publish(channel, 'status_updated', id, ts, status, extra)
+        if final_event ~= '' then
+          publish(channel, final_event, id, ts, status, extra)
+        end
+      end
+      table.insert(changed, id)
+    end
   end
 end
 return {changed, skipped, wrong_type}
