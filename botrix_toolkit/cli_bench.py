@@ -10,6 +10,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .bench import Comparison, QueueBenchmark
+from .bench_cluster import run_cluster_benchmark
 from .bench_events import run_recorder_benchmark
 from .bench_frames import FrameBenchmarkResult, run_frame_benchmark
 from .server import redact_url, resolve_url
@@ -33,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--recorder-seconds", type=float, default=10.0,
                        help="seconds of flat-out publishing for the recorder measurement")
     bench.add_argument("--only", default="queue,frames,events",
-                       help="comma-separated sections to run: queue, frames, events")
+                       help="comma-separated sections to run: queue, frames, events, cluster "
+                            "(cluster starts three local Valkey primaries unless --cluster-url is given)")
+    bench.add_argument("--cluster-url", default=None,
+                       help="any node of a cluster for the cluster section (default: a local one)")
     bench.set_defaults(handler=run)
 
 
@@ -97,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
                     url, args.frame_jobs, lambda done, total: progress.update(task, completed=done)
                 )
             console.print(frames_table(result))
+        if "cluster" in sections:
+            console.print("cluster: 1 queue vs 3 queues spread over the nodes ...")
+            console.print(str(run_cluster_benchmark(args.cluster_url)))
         if "events" in sections:
             console.print(f"event capture: {args.recorder_seconds:g} s per subscriber ...")
             console.print(recorder_table(run_recorder_benchmark(url, args.recorder_seconds)))

@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--redis-url", default=None,
                         help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX,
-                        help=f"queue key prefix (default {DEFAULT_PREFIX})")
+                        help=f"queue key prefix (default {DEFAULT_PREFIX}); several, comma-separated, "
+                             "give a queue picker and an all-queues view")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}; others need "
                              f"{PASSWORD_ENV})")

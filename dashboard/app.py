@@ -6,6 +6,7 @@ in dashboard/views.py (what is shown) and dashboard/controls.py (actions).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -25,6 +26,12 @@ if not auth.require_password(settings.password):
     st.stop()
 
 st.title("botrix queue")
+if len(settings.prefixes) > 1:
+    shown = st.sidebar.selectbox("Queue", [*settings.prefixes, views.ALL_QUEUES], key="queue")
+    if shown == views.ALL_QUEUES:
+        views.all_queues_view(settings)
+        st.stop()
+    settings = dataclasses.replace(settings, prefix=shown)
 conn = views.connection_panel(settings)
 
 st.sidebar.subheader("Live view")

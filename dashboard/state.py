@@ -36,18 +36,22 @@ class Settings:
     """Where the dashboard connects and whether it asks for a password."""
 
     url: str | None  # None: resolve_url picks the embedded server
-    prefix: str
+    prefix: str  # the queue shown
     password: str | None
     embedded: bool
+    prefixes: tuple[str, ...] = ()  # every queue the user may pick (BOTRIX_PREFIX, comma-separated)
 
 
 def settings_from_env() -> Settings:
     """The settings of this page run, read from the environment each time."""
+    prefixes = tuple(p.strip() for p in os.environ.get(PREFIX_ENV, "").split(",") if p.strip())
+    prefixes = prefixes or (DEFAULT_PREFIX,)
     return Settings(
         url=os.environ.get(URL_ENV, "").strip() or None,
-        prefix=os.environ.get(PREFIX_ENV, "").strip() or DEFAULT_PREFIX,
+        prefix=prefixes[0],
         password=os.environ.get(PASSWORD_ENV) or None,
         embedded=os.environ.get(EMBEDDED_ENV) == "1",
+        prefixes=prefixes,
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from botrix_toolkit import BotrixError, ServerConnectionError
+from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError
 from botrix_toolkit import analysis, plots
 from dashboard import controls, snapshot, state
 
@@ -68,6 +68,28 @@ def connection_panel(settings: state.Settings) -> state.Connection | None:
     where = "embedded Valkey" if conn.embedded else "external server"
     st.sidebar.caption(f"{version or 'version unknown'} · {where} · prefix `{settings.prefix}`")
     return conn
+
+
+ALL_QUEUES = "all queues"
+
+
+def all_queues_view(settings: state.Settings) -> None:
+    """Every queue of ``settings.prefixes`` side by side: counts and priority charts."""
+    try:
+        group = QueueGroup([state.connection(settings.url, prefix, settings.embedded).q
+                            for prefix in settings.prefixes])
+        stats = group.stats_frame()
+    except BotrixError as exc:
+        st.error(f"Cannot read the queues: {exc}", icon=":material/cloud_off:")
+        return
+    st.subheader(f"{len(settings.prefixes)} queues")
+    st.dataframe(stats.drop(columns=["ttl_seconds"], errors="ignore"), hide_index=True)
+    for start in range(0, len(stats), 3):
+        for column, (_, row) in zip(st.columns(3), stats.iloc[start : start + 3].iterrows()):
+            with column:
+                figure = plots.priority_distribution(row.to_dict())
+                figure.update_layout(title=f"{row['queue']}: pending by priority")
+                st.plotly_chart(figure, key=f"priority-{row['queue']}")
 
 
 def unreachable_message(conn: state.Connection, exc: BotrixError) -> None:

@@ -294,3 +294,37 @@ def test_page_recovers_when_the_server_comes_back(
         assert metrics(at)["pending"] == "2"
     finally:
         EmbeddedServer(data_dir=tmp_path).stop()
+
+
+def test_several_prefixes_give_a_queue_picker_and_an_all_queues_view(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str
+) -> None:
+    other_prefix = key_prefix + ":reports"
+    first = QueueService.from_url(redis_url, prefix=key_prefix)
+    second = QueueService.from_url(redis_url, prefix=other_prefix)
+    try:
+        first.add_jobs([{"priority": "high"}] * 2)
+        second.add_jobs([{"priority": "low"}] * 5)
+        monkeypatch.setenv("BOTRIX_REDIS_URL", redis_url)
+        monkeypatch.setenv("BOTRIX_PREFIX", f"{key_prefix},{other_prefix}")
+        monkeypatch.delenv("BOTRIX_DASHBOARD_PASSWORD", raising=False)
+        at = run_page()
+        assert_no_exception(at)
+        picker = at.sidebar.selectbox(key="queue")
+        assert picker.options == [key_prefix, other_prefix, "all queues"]
+        assert metrics(at)["pending"] == "2"
+        picker.select(other_prefix).run()
+        assert_no_exception(at)
+        assert metrics(at)["pending"] == "5" and metrics(at)["low"] == "5"
+        at.sidebar.selectbox(key="queue").select("all queues").run()
+        assert_no_exception(at)
+        table = at.dataframe[0].value
+        assert table["queue"].tolist() == [key_prefix, other_prefix]
+        assert table["queue_length"].tolist() == [2, 5]
+        assert len(at.get("plotly_chart")) == 2
+    finally:
+        leftovers = list(first.redis.scan_iter(match=f"{key_prefix}:*"))  # both queues' keys
+        if leftovers:
+            first.redis.delete(*leftovers)
+        first.close()
+        second.close()

@@ -40,3 +40,26 @@ end
 local function is_final(status)
   return status == 'completed' or status == 'failed' or status == 'cancelled'
 end
+
+-- The priority stored in a job's JSON, or nil when the data is not a JSON
+-- object with an integer priority (Go's zero value, 0, when it is missing).
+local function stored_priority(data)
+  local ok, job = pcall(cjson.decode, data)
+  if not ok or type(job) ~= 'table' then return nil end
+  local priority = tonumber(job['priority'] or 0)
+  if priority == nil or priority ~= math.floor(priority) then return nil end
+  return priority
+end
+
+-- A held job goes back to the queue as AddJob would put it there, announced
+-- by job_recovered (with `reason`, a JSON fragment, or nil) so an analysis
+-- counts it as put back, not as a new job. The caller has taken it out of
+-- processing and leases.
+local function put_back(queue, channel, id, data_key, status_key, priority, ttl, ts, reason)
+  redis.call('EXPIRE', data_key, ttl)
+  publish(channel, 'job_recovered', id, ts, 'pending', priority_field(priority) .. (reason or ''))
+  redis.call('SET', status_key, 'pending', 'EX', ttl)
+  publish(channel, 'status_updated', id, ts, 'pending')
+  redis.call('ZADD', queue, -priority, id)
+  publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
+end

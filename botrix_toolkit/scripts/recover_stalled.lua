@@ -32,14 +32,6 @@ expect_type(leases, 'zset')
 local ts, now = server_time()
 local recovered, failed = {}, {}
 
-local function stored_priority(data)
-  local ok, job = pcall(cjson.decode, data)
-  if not ok or type(job) ~= 'table' then return nil end
-  local priority = tonumber(job['priority'] or 0)
-  if priority == nil or priority ~= math.floor(priority) then return nil end
-  return priority
-end
-
 local function writable(key)
   local found = redis.call('TYPE', key)['ok']
   return found == 'string' or found == 'none'
@@ -73,12 +65,7 @@ for _, id in ipairs(redis.call('SMEMBERS', processing)) do
       if priority == nil then
         fail(id, status_key, 'job data is not a JSON object with an integer priority')
       elseif writable(status_key) then
-        redis.call('EXPIRE', data_key, ttl)
-        publish(channel, 'job_recovered', id, ts, 'pending', priority_field(priority))
-        redis.call('SET', status_key, 'pending', 'EX', ttl)
-        publish(channel, 'status_updated', id, ts, 'pending')
-        redis.call('ZADD', queue, -priority, id)
-        publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
+        put_back(queue, channel, id, data_key, status_key, priority, ttl, ts)
         table.insert(recovered, id)
       else
         fail(id, status_key, 'stalled job cannot be put back')

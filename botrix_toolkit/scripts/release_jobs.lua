@@ -31,17 +31,11 @@ for i = 1, #ARGV - 2 do
   local held = redis.call('SISMEMBER', processing, id) == 1
   local found = redis.call('TYPE', status_key)['ok']
   if held and type(data) == 'string' and (found == 'string' or found == 'none') then
-    local ok, job = pcall(cjson.decode, data)
-    local priority = ok and type(job) == 'table' and tonumber(job['priority'] or 0)
-    if priority and priority == math.floor(priority) then
+    local priority = stored_priority(data)
+    if priority then
       redis.call('SREM', processing, id)
       redis.call('ZREM', leases, id)
-      redis.call('EXPIRE', data_key, ttl)
-      publish(channel, 'job_recovered', id, ts, 'pending', priority_field(priority) .. ',"reason":"released"')
-      redis.call('SET', status_key, 'pending', 'EX', ttl)
-      publish(channel, 'status_updated', id, ts, 'pending')
-      redis.call('ZADD', queue, -priority, id)
-      publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
+      put_back(queue, channel, id, data_key, status_key, priority, ttl, ts, ',"reason":"released"')
       table.insert(released, id)
     end
   end
