@@ -12,17 +12,27 @@ import html
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
-
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import queries
-from .cluster import cluster_client, is_cluster_client, require_hash_tag, server_is_cluster
-from .errors import CorruptJobError, InvalidInputError, JobNotFoundError, WrongKeyTypeError
+from .cluster import (
+    cluster_client,
+    is_cluster_client,
+    require_hash_tag,
+    server_is_cluster,
+)
+from .errors import (
+    CorruptJobError,
+    InvalidInputError,
+    JobNotFoundError,
+    WrongKeyTypeError,
+)
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .models import (
     SECRET_FIELDS,
@@ -167,7 +177,7 @@ class QueueService:
             with self._errors(keys.queue):
                 self._scripts.add_jobs(
                     keys=(keys.queue, keys.data(job_id), keys.status(job_id)),
-                    args=(self.ttl, keys.updates, job_id, body, priority),
+                    args=(self.ttl, keys.updates, int(time.time()), job_id, body, priority),
                 )
             return
         per_round_trip = ADD_BATCH * ADD_CALLS_PER_ROUND_TRIP
@@ -178,7 +188,7 @@ class QueueService:
                 for offset in range(0, len(round_trip), ADD_BATCH):
                     batch = round_trip[offset : offset + ADD_BATCH]
                     script_keys = [keys.queue]
-                    script_args: list[Any] = [self.ttl, keys.updates]
+                    script_args: list[Any] = [self.ttl, keys.updates, int(time.time())]
                     for job_id, body, priority in batch:
                         script_keys += (keys.data(job_id), keys.status(job_id))
                         script_args += (job_id, body, priority)
@@ -324,7 +334,8 @@ class QueueService:
         script_keys = [keys.queue, keys.processing, keys.leases, *map(keys.status, ids)]
         with self._errors(*script_keys):
             changed, _, wrong_type = self._scripts.set_status(
-                keys=script_keys, args=[status.value, self.ttl, keys.updates, event, which, error, *ids]
+                keys=script_keys,
+                args=[status.value, self.ttl, keys.updates, event, which, error, int(time.time()), *ids],
             )
         bad_keys = [keys.status(as_text(job_id)) for job_id in wrong_type]
         if bad_keys and len(ids) == 1:

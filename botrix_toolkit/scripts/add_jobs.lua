@@ -9,11 +9,13 @@
 -- KEYS[2i+1]     status:<id of job i>    (string)
 -- ARGV[1]        ttl in seconds of data and status
 -- ARGV[2]        updates channel
--- ARGV[3i]       id of job i
--- ARGV[3i+1]     job JSON of job i
--- ARGV[3i+2]     priority of job i (integer)
+-- ARGV[3]        the events' timestamp, whole Unix seconds (the caller's
+--                clock, as the Go service uses its own)
+-- ARGV[3i+1]     id of job i
+-- ARGV[3i+2]     job JSON of job i
+-- ARGV[3i+3]     priority of job i (integer)
 -- Returns the number of jobs added, or a WRONGTYPE error before any write.
-local queue, ttl, channel = KEYS[1], ARGV[1], ARGV[2]
+local queue, ttl, channel, ts = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local jobs = (#KEYS - 1) / 2
 
 expect_type(queue, 'zset')
@@ -22,9 +24,8 @@ for i = 1, jobs do
   expect_type(KEYS[2 * i + 1], 'string')
 end
 
-local ts = (server_time())
 for i = 1, jobs do
-  local id, body, priority = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+  local id, body, priority = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
   redis.call('SET', KEYS[2 * i], body, 'EX', ttl)
   redis.call('SET', KEYS[2 * i + 1], 'pending', 'EX', ttl)
   publish(channel, 'status_updated', id, ts, 'pending')

@@ -41,31 +41,39 @@ while #claimed < 2 * wanted and pops < max_pops do
   local id = popped[1]
   local status_key = status_prefix .. id
   local data = redis.pcall('GET', data_prefix .. id)
-  local status = redis.pcall('GET', status_key)
-  if type(status) == 'table' and status.err then
-    -- The status key is not ours to overwrite: report and leave it.
-    table.insert(set_aside, id)
-    table.insert(set_aside, 'status key ' .. status_key .. ' is not a string')
-    publish(channel, 'job_failed', id, ts, 'failed', error_field('status key is not a string'))
-  elseif type(data) == 'table' and data.err then
+  if type(data) == 'table' and data.err then
     local reason = 'data key ' .. data_prefix .. id .. ' is not a string'
-    redis.call('SET', status_key, 'failed', 'EX', ttl)
-    publish(channel, 'status_updated', id, ts, 'failed', error_field(reason))
+    if type(redis.pcall('SET', status_key, 'failed', 'EX', ttl, 'GET')) == 'table' then
+      reason = reason .. ', nor is its status key'  -- left as found: not ours to overwrite
+    else
+      publish(channel, 'status_updated', id, ts, 'failed', error_field(reason))
+    end
     publish(channel, 'job_failed', id, ts, 'failed', error_field(reason))
     table.insert(set_aside, id)
     table.insert(set_aside, reason)
   elseif not data then
     skipped = skipped + 1
-    publish(channel, 'job_orphan_removed', id, ts, status or '', error_field('job data expired'))
-  elseif status and is_final(status) then
-    skipped = skipped + 1
+    publish(channel, 'job_orphan_removed', id, ts, '', error_field('job data expired'))
   else
-    redis.call('SADD', processing, id)
-    redis.call('ZADD', leases, now, id)
-    redis.call('SET', status_key, 'running', 'EX', ttl)
-    publish(channel, 'status_updated', id, ts, 'running')
-    table.insert(claimed, id)
-    table.insert(claimed, data)
+    -- SET ... GET: one call that marks the job running, returns the status it
+    -- replaces and refuses (without writing) a status key of another type.
+    local previous = redis.pcall('SET', status_key, 'running', 'EX', ttl, 'GET')
+    if type(previous) == 'table' then
+      -- The status key is not ours to overwrite: report and leave it.
+      table.insert(set_aside, id)
+      table.insert(set_aside, 'status key ' .. status_key .. ' is not a string')
+      publish(channel, 'job_failed', id, ts, 'failed', error_field('status key is not a string'))
+    elseif previous and is_final(previous) then
+      -- Finished while still queued (a stale id): put its status back, drop it.
+      redis.call('SET', status_key, previous, 'KEEPTTL')
+      skipped = skipped + 1
+    else
+      redis.call('SADD', processing, id)
+      redis.call('ZADD', leases, now, id)
+      publish(channel, 'status_updated', id, ts, 'running')
+      table.insert(claimed, id)
+      table.insert(claimed, data)
+    end
   end
 end
 return {claimed, skipped, set_aside}

@@ -18,13 +18,14 @@
 -- ARGV[5]      which ids to change: 'known' (status key exists, or queued,
 --              or processing), 'queued' (in the queue now) or 'processing'
 -- ARGV[6]      error message carried in the events ('' for none)
--- ARGV[6+i]    id i
+-- ARGV[7]      the events' timestamp, whole Unix seconds (the caller's clock)
+-- ARGV[7+i]    id i
 -- Returns {changed ids, ids skipped because they did not match ARGV[5],
 -- ids skipped because their status key holds another type than a string}:
 -- one bad key must not block clearing a whole queue.
 local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
-local status, ttl, channel, final_event, which, message =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local status, ttl, channel, final_event, which, message, ts =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
 expect_type(queue, 'zset')
 expect_type(processing, 'set')
@@ -39,11 +40,10 @@ local function matches(id, status_key)
 end
 
 local changed, skipped, wrong_type = {}, {}, {}
-local ts = (server_time())
 local final = is_final(status)
 local extra = error_field(message)
 for i = 4, #KEYS do
-  local id, status_key = ARGV[3 + i], KEYS[i]
+  local id, status_key = ARGV[4 + i], KEYS[i]
   if not matches(id, status_key) then
     table.insert(skipped, id)
   else
