@@ -120,14 +120,16 @@ class QueueBenchmark:
         return QueueKeys(f"botrix:bench:{uuid.uuid4().hex[:10]}")
 
     def _cleanup(self, keys: QueueKeys) -> None:
+        # DEL, not UNLINK: memory freed in the background would compete with
+        # the next measurement for the machine's two cores.
         batch = []
         for key in self.client.scan_iter(match=f"{keys.prefix}:*", count=10_000):
             batch.append(key)
             if len(batch) >= 10_000:
-                self.client.unlink(*batch)
+                self.client.delete(*batch)
                 batch.clear()
         if batch:
-            self.client.unlink(*batch)
+            self.client.delete(*batch)
 
     def _measure(self, count: int, work: Callable[[QueueKeys], None]) -> float:
         keys = self._fresh_keys()
@@ -226,20 +228,24 @@ class QueueBenchmark:
         Interleaving puts a toolkit figure and its baseline under the same
         machine load; one slow moment on a shared machine then moves both.
         """
-        plan = {
-            "go_style": lambda: self._measure(self.jobs, self.go_style_add),
-            "raw_single": lambda: self._measure(self.jobs, self.raw_evalsha_add),
-            "add": lambda: self._measure(self.jobs, self.toolkit_add),
-            "raw_bulk": lambda: self._measure(self.bulk_jobs, self.raw_pipelined_add),
-            "bulk": lambda: self._measure(self.bulk_jobs, self.toolkit_bulk_add),
-            "raw_cycle": lambda: self._measure_filled(self.raw_cycle, self.jobs),
-            "cycle": lambda: self._measure_filled(self.toolkit_cycle, self.jobs),
-            "batch_cycle": lambda: self._measure_filled(self.toolkit_batch_cycle, self.jobs),
-        }
-        rates: dict[str, list[float]] = {name: [] for name in plan}
-        for _ in range(rounds):
-            for name, measure in plan.items():
-                rates[name].append(measure())
+        # Each toolkit figure is measured right beside its baseline, in
+        # alternating order from round to round (ABBA), so that a drift of
+        # the machine or of the server's memory moves both alike.
+        pairs = [
+            [("go_style", lambda: self._measure(self.jobs, self.go_style_add))],
+            [("raw_single", lambda: self._measure(self.jobs, self.raw_evalsha_add)),
+             ("add", lambda: self._measure(self.jobs, self.toolkit_add))],
+            [("raw_bulk", lambda: self._measure(self.bulk_jobs, self.raw_pipelined_add)),
+             ("bulk", lambda: self._measure(self.bulk_jobs, self.toolkit_bulk_add))],
+            [("raw_cycle", lambda: self._measure_filled(self.raw_cycle, self.jobs)),
+             ("cycle", lambda: self._measure_filled(self.toolkit_cycle, self.jobs)),
+             ("batch_cycle", lambda: self._measure_filled(self.toolkit_batch_cycle, self.jobs))],
+        ]
+        rates: dict[str, list[float]] = {name: [] for pair in pairs for name, _ in pair}
+        for round_number in range(rounds):
+            for pair in pairs:
+                for name, measure in pair if round_number % 2 == 0 else reversed(pair):
+                    rates[name].append(measure())
         rate = {name: statistics.median(values) for name, values in rates.items()}
         return [
             Comparison("add_job", rate["add"], "Go-style 6 round trips", rate["go_style"], 2.5),

@@ -205,7 +205,7 @@ class Job:
             # Go replaces invalid UTF-8 with U+FFFD rather than failing.
             raw = raw.decode("utf-8", "replace")
         try:
-            document = json.loads(raw, parse_constant=_reject_constant)
+            document = _GO_JSON.decode(raw)
         except ValueError as exc:
             raise CorruptJobError(f"{where} is not valid JSON: {exc}") from None
         if not isinstance(document, dict):
@@ -458,6 +458,10 @@ def _decode_go_value(kind: str, value: Any) -> Any:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every job read: json.loads with a hook builds a new one per call.
+_GO_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _coerce_user_value(name: str, kind: str, value: Any) -> Any:
