@@ -113,8 +113,19 @@ class Scenario:
         return cls.from_dict(document)
 
     def replace(self, **changes: Any) -> Scenario:
-        """A copy with the given fields changed (None values are ignored)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with the given fields changed (None values are ignored).
+
+        The description, written for the file's own settings, gains a note of
+        what was changed, so a saved run never describes settings it did not use.
+        """
+        changed = {k: v for k, v in changes.items()
+                   if v is not None and k != "description" and v != getattr(self, k)}
+        if changed and "description" not in changes and self.description:
+            note = ", ".join(f"{k}={v}" for k, v in changed.items())
+            changed["description"] = f"{self.description} (changed: {note})"
+        elif changes.get("description") is not None:
+            changed["description"] = changes["description"]
+        return dataclasses.replace(self, **changed)
 
     def unbounded_in_time(self) -> Scenario:
         """A copy that produces until ``jobs`` are added, however long it takes."""

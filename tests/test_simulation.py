@@ -195,3 +195,11 @@ def test_cli_simulate_prints_summary_and_saves(redis_url: str, key_prefix: str,
     assert "latency by priority" in out.stdout
     assert {p.name for p in (tmp_path / "cli").iterdir()} == {
         "events.parquet", "stats.parquet", "summary.json"}
+
+
+def test_a_changed_scenario_says_so_in_its_description() -> None:
+    steady = Scenario.load("steady")
+    changed = steady.replace(rate=40, seed=steady.seed, workers=None)
+    assert changed.rate == 40
+    assert changed.description == f"{steady.description} (changed: rate=40)"
+    assert steady.replace(rate=steady.rate).description == steady.description
