@@ -235,7 +235,7 @@ class EventRecorder:
                     self._close_gap()
                     backoff = _BACKOFF_FIRST_S
                 self._read_until_stopped(conn, leftover)
-            except Exception as exc:  # noqa: BLE001 - the thread must never die
+            except Exception as exc:
                 if self._stop.is_set():
                     break
                 reason = f"{type(exc).__name__}: {exc}"
@@ -253,7 +253,7 @@ class EventRecorder:
         if conn is not None:
             try:
                 conn.disconnect()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         self._conn = None
         with self._lock:

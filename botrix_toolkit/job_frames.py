@@ -144,7 +144,7 @@ def _convert(column: pd.Series, dtype: Any) -> pd.Series:
     """
     kind = column.dtype.kind
     if dtype == UTC_NS:
-        text = column if kind != "O" else column.where(column.map(type) == str)
+        text = column if kind != "O" else column.where(column.map(type).eq(str))
         text = text.replace(GO_ZERO_TIME, None)
         times = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
         return times.astype(UTC_NS)
@@ -154,13 +154,13 @@ def _convert(column: pd.Series, dtype: Any) -> pd.Series:
         elif kind == "f":
             numbers = column.where(column == column.round())
         else:
-            numbers = pd.to_numeric(column.where(column.map(type) == int), errors="coerce")
+            numbers = pd.to_numeric(column.where(column.map(type).eq(int)), errors="coerce")
         numbers = numbers.astype("Int64")
         return numbers if dtype == "Int64" else numbers.fillna(0).astype("int64")
     if dtype == "boolean":
-        return (column if kind == "b" else column.where(column.map(type) == bool)).astype("boolean")
+        return (column if kind == "b" else column.where(column.map(type).eq(bool))).astype("boolean")
     if kind == "O":
-        column = column.where(column.map(type) == str)
+        column = column.where(column.map(type).eq(str))
     return column.astype(dtype)
 
 

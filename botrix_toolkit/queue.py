@@ -135,7 +135,7 @@ class QueueService:
     def __repr__(self) -> str:
         return f"QueueService({self._server!r}, prefix={self.keys.prefix!r})"
 
-    def _errors(self, *keys: str):  # noqa: ANN202 - a context manager
+    def _errors(self, *keys: str):
         return translated_errors(self._server, keys)
 
     # -- adding ----------------------------------------------------------
@@ -575,7 +575,7 @@ class QueueService:
         title = html.escape(f"QueueService {self._server} · prefix {self.keys.prefix}")
         try:
             stats = self.get_queue_stats()
-        except Exception as exc:  # noqa: BLE001 - a repr must never raise
+        except Exception as exc:
             return f"<b>{title}</b><br>unreachable: {html.escape(str(exc))}"
         rows = "".join(
             f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{stats[key]:,}</td></tr>"
@@ -597,7 +597,7 @@ class _ReconnectRetry(Retry):
     password would cost a minute of back-off before its error shows.
     """
 
-    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):  # noqa: ANN001, ANN201
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
         def retryable(error: Exception) -> bool:
             if isinstance(error, redis.exceptions.AuthenticationError):
                 return False

@@ -96,7 +96,7 @@ class Scripts:
 _WRONGTYPE_KEY = re.compile(r"WRONGTYPE key (.+?) holds a (\w+), expected a (\w+)")
 
 
-class translated_errors:  # noqa: N801 - used as a function: ``with translated_errors(...)``
+class translated_errors:
     """Turns redis-py errors into BotrixErrors that name the server or the key.
 
     A class rather than a generator-based context manager: it wraps every

@@ -270,7 +270,7 @@ class Worker:
             return
         try:
             returned = self.q.release_jobs(ids)
-        except Exception:  # noqa: BLE001 - recover_stalled will bring them back
+        except Exception:
             logger.exception("could not hand %d jobs back; they will be recovered when stalled", len(ids))
             return
         self.stats.returned += len(returned)
@@ -286,7 +286,7 @@ class Worker:
                 if result is not None:
                     self.q.save_job_result(job.id, result)
                 self._done.put(_Outcome(job, None, result))
-            except Exception as exc:  # noqa: BLE001 - the handler's failure is the job's
+            except Exception as exc:
                 self._done.put(_Outcome(job, exc))
 
     def _renew(self) -> None:
@@ -301,7 +301,7 @@ class Worker:
             except (ServerConnectionError, ServerTimeoutError) as exc:
                 logger.warning("cannot renew the leases of %d jobs, retrying: %s", len(ids), exc)
                 continue
-            except Exception:  # noqa: BLE001 - this thread must outlive any one failure
+            except Exception:
                 logger.exception("lease renewal of %d jobs failed", len(ids))
                 continue
             if renewed < len(ids):

@@ -89,7 +89,7 @@ def server_version(url: str | None, prefix: str, embedded_hint: bool) -> str | N
     """``valkey 9.0.1`` / ``redis 7.2.4`` from INFO server, None when it cannot be read."""
     try:
         return _server_version(url, prefix, embedded_hint)
-    except Exception as exc:  # noqa: BLE001 - only a label: any failure means "unknown"
+    except Exception as exc:
         logger.info("INFO server failed: %s", exc)
         return None
 

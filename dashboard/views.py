@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError
-from botrix_toolkit import analysis, plots
+from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError, analysis, plots
 from dashboard import controls, snapshot, state
 
 logger = logging.getLogger(__name__)
@@ -166,7 +165,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _chart(where, figure, key: str) -> None:  # noqa: ANN001 - a container, a Figure
+def _chart(where, figure, key: str) -> None:
     figure.update_layout(height=CHART_HEIGHT)
     where.plotly_chart(figure, key=key)
 
@@ -185,7 +184,7 @@ def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None) -> Non
     _chart(right, figures["run"], "chart_run")
 
 
-def _depth_figure(snap: snapshot.QueueSnapshot):  # noqa: ANN202 - a plotly Figure
+def _depth_figure(snap: snapshot.QueueSnapshot):
     """Queue depth from this tab's refreshes (stats rows kept in the session)."""
     history: deque = st.session_state.setdefault(_DEPTH_HISTORY, deque(maxlen=_DEPTH_HISTORY_LEN))
     history.append({"timestamp": snap.taken_at, **snap.stats})

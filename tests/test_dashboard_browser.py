@@ -78,7 +78,7 @@ def dashboard_url(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[s
         log.close()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, log) -> None:  # noqa: ANN001
+def _wait_healthy(url: str, process: subprocess.Popen, log) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

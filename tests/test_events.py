@@ -270,7 +270,7 @@ def test_start_fails_clearly_without_a_server() -> None:
     assert not rec.running
 
 
-def test_queue_service_default_channel_gets_the_queue_events(queue) -> None:  # noqa: ANN001
+def test_queue_service_default_channel_gets_the_queue_events(queue) -> None:
     from botrix_toolkit.models import Job
 
     with EventRecorder(queue) as rec:

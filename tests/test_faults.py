@@ -100,7 +100,7 @@ def test_server_restart_mid_work_loses_no_job(aof_server: EmbeddedServer) -> Non
     def run(worker: Worker) -> None:
         try:
             worker.run(until_empty=True)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in workers]
@@ -221,7 +221,7 @@ def timed(call: Callable[[], object]) -> tuple[BaseException | None, float]:
     start = time.monotonic()
     try:
         call()
-    except Exception as exc:  # noqa: BLE001 - returned to the test
+    except Exception as exc:
         return exc, time.monotonic() - start
     return None, time.monotonic() - start
 

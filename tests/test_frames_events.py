@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -133,7 +133,7 @@ def test_received_at_must_match_the_messages() -> None:
 def test_stats_frame_from_a_stats_dict() -> None:
     stats = {"queue_length": 5, "processing_count": 2, "high_priority": 1, "normal_priority": 3,
              "low_priority": 1, "ttl_seconds": 3600}
-    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     frame = stats_frame_from(stats, when)
     expected = pd.DataFrame({"timestamp": _utc([when])} | {k: np.array([v], dtype="int64") for k, v in stats.items()})
     pdt.assert_frame_equal(frame, expected)
@@ -143,4 +143,4 @@ def test_stats_frame_from_a_stats_dict() -> None:
 def test_stats_frame_names_a_missing_stat() -> None:
     with pytest.raises(KeyError, match="ttl_seconds"):
         stats_frame_from({"queue_length": 1, "processing_count": 0, "high_priority": 0,
-                          "normal_priority": 0, "low_priority": 0}, datetime.now(timezone.utc))
+                          "normal_priority": 0, "low_priority": 0}, datetime.now(UTC))

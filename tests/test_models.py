@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -126,7 +126,7 @@ def test_from_wire_reads_a_go_job() -> None:
              deleted_at=None).encode()
     )
     assert (job.id, job.count, job.username, job.priority, job.test_mode) == ("job-42", 3, "u", 2, True)
-    assert job.created_at == datetime(2026, 11, 27, 22, 7, 34, 500000, tzinfo=timezone.utc)
+    assert job.created_at == datetime(2026, 11, 27, 22, 7, 34, 500000, tzinfo=UTC)
     assert job.deleted_at is None and job.extra == {}
 
 
@@ -161,7 +161,7 @@ def test_from_wire_rejects_integers_outside_go_int64(field_name: str) -> None:
     # Go: "cannot unmarshal number 9223372036854775808 into ... of type int".
     # Accepting it would write back a job Go's DequeueJob then drops.
     with pytest.raises(CorruptJobError, match=field_name):
-        Job.from_wire('{"id":"job-42","%s":9223372036854775808}' % field_name, "job-42")
+        Job.from_wire(f'{{"id":"job-42","{field_name}":9223372036854775808}}', "job-42")
 
 
 def test_from_wire_accepts_the_int64_bounds() -> None:
@@ -257,9 +257,9 @@ def test_nanosecond_offset_times_are_written_back_byte_for_byte_when_unchanged()
     created = "2026-11-27T22:07:34.123456789+01:00"
     started = "2026-11-27T22:08:00.000000001-05:30"
     job = Job.from_wire(wire(created_at=created, updated_at=created, started_at=started))
-    assert job.created_at == datetime(2026, 11, 27, 21, 7, 34, 123456, tzinfo=timezone.utc)
+    assert job.created_at == datetime(2026, 11, 27, 21, 7, 34, 123456, tzinfo=UTC)
     assert job.created_at.utcoffset() == timedelta(hours=1)
-    job.updated_at = datetime(2026, 11, 28, 8, 0, 0, 250000, tzinfo=timezone.utc)
+    job.updated_at = datetime(2026, 11, 28, 8, 0, 0, 250000, tzinfo=UTC)
     text = job.to_json()
     document = assert_go_decodable(text)
     assert f'"created_at":"{created}"' in text
@@ -270,7 +270,7 @@ def test_nanosecond_offset_times_are_written_back_byte_for_byte_when_unchanged()
 def test_a_changed_time_is_formatted_as_go_does() -> None:
     job = Job.from_wire(wire(created_at="2026-11-27T22:07:34.123456789+01:00"))
     job.created_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))
-    job.completed_at = datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=timezone.utc)
+    job.completed_at = datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)
     document = assert_go_decodable(job.to_json())
     assert document["created_at"] == "2026-01-02T03:04:05-05:30"
     assert document["completed_at"] == "2026-01-02T03:04:05.12Z"
@@ -311,7 +311,7 @@ def test_to_json_has_go_types_for_every_known_field() -> None:
     job = Job.from_dict({
         "id": "job-42", "priority": "high", "count": 5, "username": "u", "password": "p",
         "progress": 2, "successful": 1, "failed": 1, "test_mode": True, "error_msg": "boom",
-        "created_at": datetime(2026, 11, 27, 22, 7, 34, 123456, tzinfo=timezone.utc),
+        "created_at": datetime(2026, 11, 27, 22, 7, 34, 123456, tzinfo=UTC),
         "started_at": "2026-11-27T22:08:00.5+01:00",
         "completed_at": datetime(2026, 11, 27, 23, 0, tzinfo=timezone(timedelta(hours=2))),
     })

@@ -104,7 +104,7 @@ def test_eight_threaded_workers_complete_5000_jobs_exactly_once(
                         batch = [job.id for job in jobs]
                         taken[worker] += batch
                         assert service.complete_jobs(batch) == batch
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]

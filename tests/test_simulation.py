@@ -18,9 +18,9 @@ import redis
 from botrix_toolkit import analysis
 from botrix_toolkit.errors import InvalidInputError
 from botrix_toolkit.events import EventRecorder
+from botrix_toolkit.max_throughput import measure_max_throughput
 from botrix_toolkit.queue import QueueService
 from botrix_toolkit.scenarios import SCENARIO_DIR, JobFactory, Scenario, parse_priority_mix
-from botrix_toolkit.max_throughput import measure_max_throughput
 from botrix_toolkit.simulation import SimulationResult, check_conservation, run_simulation
 
 REPO = Path(__file__).resolve().parent.parent

@@ -32,7 +32,7 @@ USER, PASSWORD = "botrix-app", "s3cret-Pa55-word"
 PREFIX = "tls:jobs"
 
 
-def wait_for(condition, what: str, timeout: float = 10.0) -> None:  # noqa: ANN001
+def wait_for(condition, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
