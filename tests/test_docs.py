@@ -1,4 +1,4 @@
-"""The README keeps its promises: the tests it cites exist, its commands are CI's."""
+"""The README keeps its promises (cited tests exist, its commands are CI's) and the code passes ruff."""
 
 from __future__ import annotations
 
@@ -42,3 +42,11 @@ def test_the_readme_names_every_botrix_command() -> None:
 
 def test_no_placeholder_is_left_in_the_readme() -> None:
     assert not re.search(r"^[A-Z_]{6,}$", README, re.MULTILINE)
+
+
+def test_the_code_passes_the_projects_linter() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
