@@ -23,14 +23,14 @@ end
 -- fragment (',"priority":2') appended to the data object, or nil. Statuses
 -- of the queue need no JSON escaping, and a job's id is encoded once for
 -- its consecutive events: both save work on every operation.
-local plain_status = {pending = true, running = true, completed = true, failed = true,
-                      cancelled = true, [''] = true}
 local encoded_id, encoded_for
 local function publish(channel, event, job_id, ts, status, extra)
   if encoded_for ~= job_id then
     encoded_id, encoded_for = cjson.encode(job_id), job_id
   end
-  local status_json = plain_status[status] and ('"' .. status .. '"') or cjson.encode(status)
+  local plain = status == 'pending' or status == 'running' or status == 'completed'
+    or status == 'failed' or status == 'cancelled' or status == ''
+  local status_json = plain and ('"' .. status .. '"') or cjson.encode(status)
   redis.call('PUBLISH', channel,
     '{"event":"' .. event .. '","job_id":' .. encoded_id .. ',"timestamp":' .. ts ..
     ',"data":{"job_id":' .. encoded_id .. ',"status":' .. status_json .. (extra or '') .. '}}')
