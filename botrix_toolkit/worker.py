@@ -5,7 +5,8 @@ handlers run on ``concurrency`` daemon threads, and one more thread renews the
 leases of every job held (so ``recover_stalled`` on another machine never takes
 back a job that is still being worked on). Daemon threads, not an executor:
 after a second SIGTERM the process must be able to exit while a handler is
-still stuck, its job already handed back to the queue.
+still stuck, its job already handed back to the queue (``release_jobs``:
+unfinished, not failed, its priority and retry count unchanged).
 
 Retries: a failing job is requeued (Go's FailJob: priority lowered by one)
 while its retry count, kept in the job JSON as the extra field ``retries``
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Job], Any]
 
 RETRIES_FIELD = "retries"
-# Why a job handed back on a hard stop shows as failed-then-requeued in the events.
 
 
 @dataclass
