@@ -81,10 +81,15 @@ def priority_distribution(stats: pd.DataFrame | Mapping[str, int]) -> go.Figure:
     if missing:
         raise InvalidInputError(f"stats has no {missing[0]!r}; expected keys "
                                 f"{list(_STATS_KEYS.values())}")
-    for level, key in _STATS_KEYS.items():
-        count = int(stats[key])
+    counts = {level: int(stats[key]) for level, key in _STATS_KEYS.items()}
+    for level, count in counts.items():
         figure.add_trace(go.Bar(x=[level], y=[count], name=level, text=[count],
                                 marker_color=PRIORITY_COLORS[level], showlegend=False))
+    if not any(counts.values()):
+        # An empty queue: a 0..1 axis and a word, not plotly's -1..1 around nothing.
+        figure.update_yaxes(range=[0, 1])
+        figure.add_annotation(text="queue empty", showarrow=False, xref="paper", yref="paper",
+                              x=0.5, y=0.5, font={"color": "#888", "size": 16})
     return figure
 
 

@@ -166,3 +166,11 @@ def test_plots_and_analysis_import_neither_redis_nor_streamlit() -> None:
         imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not {name for name in imported if name.split(".")[0] in {"redis", "streamlit"}}
         assert imported  # the walk found the module's imports at all
+
+
+def test_priority_distribution_of_an_empty_queue_says_so() -> None:
+    figure = priority_distribution({"high_priority": 0, "normal_priority": 0, "low_priority": 0})
+    assert [a.text for a in figure.layout.annotations] == ["queue empty"]
+    assert tuple(figure.layout.yaxis.range) == (0, 1)
+    busy = priority_distribution({"high_priority": 1, "normal_priority": 0, "low_priority": 0})
+    assert not busy.layout.annotations
