@@ -7,50 +7,19 @@ for the Go service, on the Go-written job JSON of data/fixtures/.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from botrix_toolkit import Job, QueueService
 from botrix_toolkit.keys import QueueKeys
+from tests.go_json import GO_KINDS, assert_go_decodable
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
 GO_TTL = 3600
 TIME_FIELDS = ("created_at", "updated_at", "deleted_at", "started_at", "completed_at")
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-GO_KINDS = {
-    "id": str, "created_at": "time", "updated_at": "time", "deleted_at": "nulltime",
-    "count": int, "username": str, "password": str, "status": str, "progress": int,
-    "successful": int, "failed": int, "started_at": "time", "completed_at": "time",
-    "error_msg": str, "test_mode": bool, "priority": int,
-}
-OMIT_EMPTY = {"username", "password", "started_at", "completed_at", "error_msg"}
-
-
-def assert_go_decodable(raw: bytes | str) -> dict[str, Any]:
-    """The document, after checking it the way Go's decoder into models.Job would."""
-
-    def reject(name: str) -> Any:
-        raise AssertionError(f"{name} is not JSON")
-
-    document = json.loads(raw, parse_constant=reject)
-    assert isinstance(document, dict)
-    assert set(GO_KINDS) - OMIT_EMPTY <= document.keys()
-    for name, kind in GO_KINDS.items():
-        if name not in document:
-            continue
-        value = document[name]
-        if kind in ("time", "nulltime"):
-            assert (kind == "nulltime" and value is None) or RFC3339.match(value), (name, value)
-        else:
-            assert type(value) is kind, (name, value)
-        if name in OMIT_EMPTY:
-            assert value, f"omitempty field {name} written empty"
-    return document
 
 
 def fixture_bytes(path: Path) -> bytes:
