@@ -513,20 +513,10 @@ def _trim(parsed: ParsedEvents, start_seq: int, first_seq: int) -> ParsedEvents:
         return parsed
     keep = next((k for k, r in enumerate(parsed.row) if r >= cut), len(parsed.row))
     bad_keep = next((k for k, r in enumerate(parsed.bad_row) if r >= cut), len(parsed.bad_row))
-    return ParsedEvents(
-        row=parsed.row[keep:],
-        received_ns=parsed.received_ns[keep:],
-        timestamp_ns=parsed.timestamp_ns[keep:],
-        event=parsed.event[keep:],
-        job_id=parsed.job_id[keep:],
-        status=parsed.status[keep:],
-        priority=parsed.priority[keep:],
-        data=parsed.data[keep:],
-        bad_row=parsed.bad_row[bad_keep:],
-        bad_received_ns=parsed.bad_received_ns[bad_keep:],
-        bad_raw=parsed.bad_raw[bad_keep:],
-        bad_reason=parsed.bad_reason[bad_keep:],
-    )
+    return ParsedEvents(**{
+        name: getattr(parsed, name)[bad_keep if name.startswith("bad_") else keep:]
+        for name in _ALL_PARSED_FIELDS
+    })
 
 
 def _merge(chunks: list[ParsedEvents]) -> ParsedEvents:
@@ -540,7 +530,9 @@ def _merge(chunks: list[ParsedEvents]) -> ParsedEvents:
     return merged
 
 
-_PARSED_FIELDS = [f.name for f in fields(ParsedEvents) if f.name not in ("row", "bad_row")]
+_ALL_PARSED_FIELDS = [f.name for f in fields(ParsedEvents)]
+# Row numbers are positions within one chunk: a merge does not keep them.
+_PARSED_FIELDS = [name for name in _ALL_PARSED_FIELDS if name not in ("row", "bad_row")]
 
 
 def _tail(buffer: deque[tuple[int, bytes]], count: int) -> list[tuple[int, bytes]]:
