@@ -88,6 +88,11 @@ class JobStatus(StrEnum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+def new_job_id() -> str:
+    """The id given to a job added without one: a uuid4."""
+    return str(uuid.uuid4())
+
+
 def validate_job_id(job_id: Any) -> str:
     """The id as a non-empty string that has a UTF-8 form, or an InvalidInputError naming it."""
     if not isinstance(job_id, str) or not job_id:
@@ -289,7 +294,7 @@ class Job:
         job = cls(**values, extra=extra)
         job._raw_times = raw_times
         if not job.id:
-            job.id = str(uuid.uuid4())
+            job.id = new_job_id()
         return job
 
     def stamp_times(self, moment: datetime) -> None:
@@ -370,7 +375,7 @@ def plain_job_json(mapping: Mapping[str, Any]) -> tuple[str, str, int] | None:
         return None
     job_id = mapping.get("id")
     if job_id is None:
-        job_id = str(uuid.uuid4())
+        job_id = new_job_id()
     elif type(job_id) is not str or not job_id or not job_id.isascii():
         return None
     priority = mapping.get("priority", 1)

@@ -39,6 +39,7 @@ from .models import (
     Job,
     JobStatus,
     Priority,
+    new_job_id,
     plain_job_json,
     utc_now,
     validate_job_id,
@@ -614,7 +615,7 @@ def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:
         return plain
     if isinstance(job, Job):
         job = dataclasses.replace(job)
-        job.id = job.id or Job.from_dict({}).id
+        job.id = job.id or new_job_id()
         validate_job_id(job.id)
         # An IntEnum would reach redis-py as its repr: store the plain integer.
         job.priority = int(Priority.parse(job.priority))
