@@ -342,3 +342,27 @@ def test_from_dict_rejects_bad_input_naming_the_field(mapping: dict, named: str)
 def test_from_dict_rejects_non_mappings(value: Any) -> None:
     with pytest.raises(InvalidInputError, match="mapping"):
         Job.from_dict(value)
+
+
+@pytest.mark.parametrize("given", [
+    {"id": "a", "priority": 2, "count": 3, "username": "u", "password": "p", "test_mode": True},
+    {"id": "b", "priority": "LOW", "status": "processing", "error_msg": "", "progress": 0},
+    {"id": "c", "created_at": "2026-11-27T22:07:34.123456789+01:00", "updated_at": "2026-11-27T21:07:34Z",
+     "deleted_at": None, "started_at": "2026-01-01T00:00:00.5Z", "source": "api", "tags": [1, {"x": None}]},
+    {"id": "d", "count": None, "username": None, "completed_at": None},
+])
+def test_the_fast_path_of_adding_writes_what_from_dict_writes(given: dict[str, Any]) -> None:
+    # plain_job_json is the fast twin of Job.from_dict + to_json: they must agree to the byte.
+    from botrix_toolkit.models import plain_job_json, utc_now
+
+    fast = plain_job_json(given)
+    assert fast is not None, "plain values take the fast path"
+    slow = Job.from_dict(given)
+    slow.status = "pending"
+    slow.stamp_times(utc_now())
+    fast_document, slow_document = json.loads(fast[1]), json.loads(slow.to_json())
+    for name in ("created_at", "updated_at"):  # "now" differs by the microseconds between the calls
+        if name not in given:
+            fast_document[name] = slow_document[name]
+    assert list(fast_document.items()) == list(slow_document.items())
+    assert (fast[0], fast[2]) == (slow.id, slow.priority)
