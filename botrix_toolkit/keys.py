@@ -44,6 +44,11 @@ class QueueKeys:
         return f"{self.prefix}:leases"
 
     @cached_property
+    def script_head(self) -> tuple[str, str, str]:
+        """(queue, processing, leases): the first KEYS of every script that moves jobs."""
+        return (self.queue, self.processing, self.leases)
+
+    @cached_property
     def updates(self) -> str:
         """The pub/sub channel of job events (a channel, not a key)."""
         return f"{self.prefix}:updates"

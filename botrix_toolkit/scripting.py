@@ -64,10 +64,13 @@ class LuaScript:
         self._client = client
 
     def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
-        target = self._client if client is None else client
-        if isinstance(target, Pipeline):
-            target.scripts.add(self)  # the pipeline loads it before it runs
-            return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        if client is None:
+            target = self._client  # never a pipeline: spares an ABC isinstance check per call
+        elif isinstance(client, Pipeline):
+            client.scripts.add(self)  # the pipeline loads it before it runs
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        else:
+            target = client
         try:
             return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
