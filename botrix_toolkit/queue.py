@@ -58,6 +58,8 @@ ADD_BATCH = 100
 ADD_CALLS_PER_ROUND_TRIP = 10
 # Ids per set_status call when clearing or finishing many jobs.
 STATUS_BATCH = 500
+# Every claimed job's status, looked up once rather than through the enum per job.
+_RUNNING = JobStatus.RUNNING.value
 # Orphans and finished ids one claim may pop before it returns to the caller.
 CLAIM_EXTRA_POPS = 1000
 
@@ -91,6 +93,8 @@ class QueueService:
         self.url = url
         self._server = url or _describe_client(client)
         self._scripts = Scripts(client)
+        # Built once: a worker claims and completes a job on every iteration.
+        self._script_head_errors = translated_errors(self._server, self.keys.script_head)
 
     @classmethod
     def from_url(
@@ -219,17 +223,19 @@ class QueueService:
             raise InvalidInputError(f"n must be a positive integer; got {n!r}")
         keys, jobs = self.keys, []
         while len(jobs) < n:
-            with self._errors(keys.queue, keys.processing, keys.leases):
-                claimed, skipped, set_aside = self._scripts.claim_jobs(
-                    keys=[keys.queue, keys.processing, keys.leases],
-                    args=[keys.data_prefix, keys.status_prefix, n - len(jobs), self.ttl,
-                          keys.updates, n + CLAIM_EXTRA_POPS],
+            with self._script_head_errors:
+                reply = self._scripts.claim_jobs(
+                    keys=keys.script_head,
+                    args=(keys.data_prefix, keys.status_prefix, n - len(jobs), self.ttl,
+                          keys.updates, n + CLAIM_EXTRA_POPS),
                 )
-            for job_id, reason in zip(set_aside[::2], set_aside[1::2]):
-                logger.warning("job %s set aside as failed: %s", as_text(job_id), as_text(reason))
-            if skipped:
-                logger.info("dropped %d orphaned or finished ids from %s", skipped, keys.queue)
-            for raw_id, data in zip(claimed[::2], claimed[1::2]):
+            # skipped, set-aside count, set-aside pairs, claimed pairs (claim_jobs.lua)
+            skipped, set_aside_count = reply[0], reply[1]
+            claimed = reply[2 + 2 * set_aside_count :]
+            if skipped or set_aside_count:
+                self._log_claim_leftovers(skipped, reply[2 : 2 + 2 * set_aside_count])
+            pairs = iter(claimed)
+            for raw_id, data in zip(pairs, pairs):
                 job_id = raw_id.decode("utf-8", "replace")
                 try:
                     job = Job.from_wire(data, job_id)
@@ -238,11 +244,17 @@ class QueueService:
                     self.fail_job(job_id, error=str(exc))
                     continue
                 job.id = job_id
-                job.status = JobStatus.RUNNING.value
+                job.status = _RUNNING
                 jobs.append(job)
-            if not claimed and not skipped and not set_aside:
+            if not claimed and not skipped and not set_aside_count:
                 break
         return jobs
+
+    def _log_claim_leftovers(self, skipped: int, set_aside: list[bytes]) -> None:
+        for job_id, reason in zip(set_aside[::2], set_aside[1::2]):
+            logger.warning("job %s set aside as failed: %s", as_text(job_id), as_text(reason))
+        if skipped:
+            logger.info("dropped %d orphaned or finished ids from %s", skipped, self.keys.queue)
 
     def complete_job(self, job_id: str) -> None:
         """Marks a job completed and publishes job_completed (Go's CompleteJob)."""
@@ -289,7 +301,7 @@ class QueueService:
             self._transition_one(job_id, JobStatus.FAILED, "job_failed", str(exc))
             return False
         keys = self.keys
-        script_keys = [keys.queue, keys.processing, keys.leases, keys.status(job_id), keys.data(job_id)]
+        script_keys = [*keys.script_head, keys.status(job_id), keys.data(job_id)]
         with self._errors(*script_keys):
             self._scripts.requeue_failed(
                 keys=script_keys,
@@ -332,18 +344,24 @@ class QueueService:
         self, ids: Sequence[str], status: JobStatus, event: str, which: str, error: str = ""
     ) -> list[str]:
         keys = self.keys
-        script_keys = [keys.queue, keys.processing, keys.leases, *map(keys.status, ids)]
+        script_keys = [*keys.script_head, *map(keys.status, ids)]
         with self._errors(*script_keys):
-            changed, _, wrong_type = self._scripts.set_status(
+            outcome = as_text(self._scripts.set_status(
                 keys=script_keys,
-                args=[status.value, self.ttl, keys.updates, event, which, error, int(time.time()), *ids],
-            )
-        bad_keys = [keys.status(as_text(job_id)) for job_id in wrong_type]
-        if bad_keys and len(ids) == 1:
+                args=(status.value, self.ttl, keys.updates, event, which, error, int(time.time()), *ids),
+            ))
+        # One letter per id (set_status.lua): c changed, s skipped, w status key of another type.
+        if "w" in outcome:
+            wrong_type = [job_id for job_id, letter in zip(ids, outcome) if letter == "w"]
+            self._refuse_wrong_status_keys(wrong_type, single=len(ids) == 1)
+        return [job_id for job_id, letter in zip(ids, outcome) if letter == "c"]
+
+    def _refuse_wrong_status_keys(self, wrong_type: list[str], single: bool) -> None:
+        bad_keys = [self.keys.status(job_id) for job_id in wrong_type]
+        if single:
             raise WrongKeyTypeError(f"key {bad_keys[0]!r} is not a string: cannot store a status there")
         for key in bad_keys:
             logger.warning("skipped key %s: it is not a string, cannot store a status there", key)
-        return [as_text(job_id) for job_id in changed]
 
     # -- leases, stalled jobs and orphans --------------------------------
     def renew_lease(self, job_id: str) -> bool:
@@ -369,10 +387,10 @@ class QueueService:
         keys, released = self.keys, []
         for start in range(0, len(ids), STATUS_BATCH):
             batch = ids[start : start + STATUS_BATCH]
-            script_keys = [keys.queue, keys.processing, keys.leases]
+            script_keys = [*keys.script_head]
             for job_id in batch:
                 script_keys += (keys.data(job_id), keys.status(job_id))
-            with self._errors(keys.queue, keys.processing, keys.leases):
+            with self._script_head_errors:
                 done = self._scripts.release_jobs(keys=script_keys, args=[self.ttl, keys.updates, *batch])
             released += [as_text(job_id) for job_id in done]
         return released
@@ -388,9 +406,9 @@ class QueueService:
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
             raise InvalidInputError(f"timeout_s must be a number of seconds >= 0; got {timeout_s!r}")
         keys = self.keys
-        with self._errors(keys.queue, keys.processing, keys.leases):
+        with self._script_head_errors:
             recovered, failed = self._scripts.recover_stalled(
-                keys=[keys.queue, keys.processing, keys.leases],
+                keys=keys.script_head,
                 args=[keys.data_prefix, keys.status_prefix, int(timeout_s * 1000), self.ttl, keys.updates],
             )
         for job_id, reason in zip(failed[::2], failed[1::2]):
