@@ -30,7 +30,8 @@ redis.call('ZADD', KEYS[1], -tonumber(ARGV[3]), ARGV[1])
 redis.call('PUBLISH', ARGV[5], ARGV[7])
 return 1
 """
-# The same effects as claim_jobs.lua for one job.
+# The same effects as claim_jobs.lua for one job, events included byte for
+# byte (the bench's ids are uuids: nothing to escape).
 RAW_CLAIM_LUA = """
 local popped = redis.call('ZPOPMIN', KEYS[1])
 if #popped == 0 then return false end
@@ -40,17 +41,21 @@ redis.call('SADD', KEYS[2], id)
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id)
 redis.call('SET', ARGV[2] .. id, 'running', 'EX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], '{"event":"status_updated","job_id":"' .. id .. '"}')
+redis.call('PUBLISH', ARGV[4], '{"event":"status_updated","job_id":"' .. id .. '","timestamp":' .. t[1] ..
+  ',"data":{"job_id":"' .. id .. '","status":"running"}}')
 return {id, data}
 """
 # The same effects as set_status.lua completing one job.
 RAW_COMPLETE_LUA = """
+local id, ts = ARGV[1], ARGV[4]
 redis.call('SET', KEYS[4], 'completed', 'EX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], '{"event":"status_updated","job_id":"' .. ARGV[1] .. '"}')
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('PUBLISH', ARGV[3], '{"event":"job_completed","job_id":"' .. ARGV[1] .. '"}')
+redis.call('PUBLISH', ARGV[3], '{"event":"status_updated","job_id":"' .. id .. '","timestamp":' .. ts ..
+  ',"data":{"job_id":"' .. id .. '","status":"completed"}}')
+redis.call('ZREM', KEYS[1], id)
+redis.call('SREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('PUBLISH', ARGV[3], '{"event":"job_completed","job_id":"' .. id .. '","timestamp":' .. ts ..
+  ',"data":{"job_id":"' .. id .. '","status":"completed"}}')
 return 1
 """
 
@@ -181,7 +186,7 @@ class QueueBenchmark:
             job_id = job_id.decode()
             self.client.execute_command(
                 "EVALSHA", self._raw_complete, 4, keys.queue, keys.processing, keys.leases,
-                keys.status(job_id), job_id, 3600, keys.updates,
+                keys.status(job_id), job_id, 3600, keys.updates, int(time.time()),
             )
 
     # -- the toolkit -----------------------------------------------------
