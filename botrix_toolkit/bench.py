@@ -62,17 +62,30 @@ return 1
 
 @dataclass(frozen=True)
 class Comparison:
-    """One toolkit figure beside its raw baseline, in jobs per second."""
+    """One toolkit figure beside its raw baseline, in jobs per second.
+
+    The rates are medians over the rounds; the ratio is the median of each
+    round's own ratio, toolkit and baseline measured side by side, so a slow
+    moment of a shared machine that moves both leaves it alone.
+    """
 
     name: str
     toolkit_rate: float
     baseline_name: str
     baseline_rate: float
     target_ratio: float
+    round_ratios: tuple[float, ...]
+
+    @classmethod
+    def of_rounds(cls, name: str, toolkit: list[float], baseline_name: str, baseline: list[float],
+                  target_ratio: float) -> Comparison:
+        ratios = tuple(t / b if b else float("nan") for t, b in zip(toolkit, baseline))
+        return cls(name, statistics.median(toolkit), baseline_name, statistics.median(baseline),
+                   target_ratio, ratios)
 
     @property
     def ratio(self) -> float:
-        return self.toolkit_rate / self.baseline_rate if self.baseline_rate else float("nan")
+        return statistics.median(self.round_ratios)
 
     @property
     def meets_target(self) -> bool:
@@ -228,11 +241,7 @@ class QueueBenchmark:
         return count / self._timed_seconds
 
     def run(self, rounds: int = 3) -> list[Comparison]:
-        """Every measurement ``rounds`` times, interleaved, each reported by its median.
-
-        Interleaving puts a toolkit figure and its baseline under the same
-        machine load; one slow moment on a shared machine then moves both.
-        """
+        """Every measurement ``rounds`` times, interleaved; see Comparison for the figures."""
         # Each toolkit figure is measured right beside its baseline, in
         # alternating order from round to round (ABBA), so that a drift of
         # the machine or of the server's memory moves both alike.
@@ -251,12 +260,11 @@ class QueueBenchmark:
             for pair in pairs:
                 for name, measure in pair if round_number % 2 == 0 else reversed(pair):
                     rates[name].append(measure())
-        rate = {name: statistics.median(values) for name, values in rates.items()}
         return [
-            Comparison("add_job", rate["add"], "Go-style 6 round trips", rate["go_style"], 2.5),
-            Comparison("add_job", rate["add"], "raw EVALSHA per job", rate["raw_single"], 0.9),
-            Comparison("add_jobs", rate["bulk"], "raw pipelined EVALSHA", rate["raw_bulk"], 0.8),
-            Comparison("dequeue+complete", rate["cycle"], "raw 2 round trips", rate["raw_cycle"], 0.8),
-            Comparison("dequeue_jobs(100)+complete_jobs", rate["batch_cycle"], "raw 2 round trips",
-                       rate["raw_cycle"], 1.0),
+            Comparison.of_rounds("add_job", rates["add"], "Go-style 6 round trips", rates["go_style"], 2.5),
+            Comparison.of_rounds("add_job", rates["add"], "raw EVALSHA per job", rates["raw_single"], 0.9),
+            Comparison.of_rounds("add_jobs", rates["bulk"], "raw pipelined EVALSHA", rates["raw_bulk"], 0.8),
+            Comparison.of_rounds("dequeue+complete", rates["cycle"], "raw 2 round trips", rates["raw_cycle"], 0.8),
+            Comparison.of_rounds("dequeue_jobs(100)+complete_jobs", rates["batch_cycle"], "raw 2 round trips",
+                                 rates["raw_cycle"], 1.0),
         ]

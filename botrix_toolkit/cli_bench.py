@@ -43,12 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def comparisons_table(title: str, comparisons: list[Comparison]) -> Table:
     table = Table(title=title)
-    for column in ("operation", "jobs/s", "baseline", "baseline jobs/s", "ratio", "target", ""):
-        table.add_column(column, justify="right" if column.endswith(("s", "ratio", "target")) else "left")
+    for column in ("operation", "jobs/s", "baseline", "baseline jobs/s", "ratio", "rounds' range", "target", ""):
+        table.add_column(column, justify="right" if column.endswith(("s", "ratio", "range", "target")) else "left")
     for c in comparisons:
         table.add_row(
             c.name, f"{c.toolkit_rate:,.0f}", c.baseline_name, f"{c.baseline_rate:,.0f}",
-            f"{c.ratio:.2f}x", f">= {c.target_ratio:.2f}x", "ok" if c.meets_target else "BELOW",
+            f"{c.ratio:.2f}x", f"{min(c.round_ratios):.2f}-{max(c.round_ratios):.2f}",
+            f">= {c.target_ratio:.2f}x", "ok" if c.meets_target else "BELOW",
         )
     return table
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from botrix_toolkit.bench import QueueBenchmark
+from botrix_toolkit.bench import Comparison, QueueBenchmark
 from botrix_toolkit.keys import QueueKeys
 from botrix_toolkit.queue import QueueService
 from tests.conftest import delete_keys_with_prefix
@@ -113,3 +113,11 @@ def test_a_run_reports_every_comparison_and_leaves_no_key(bench: QueueBenchmark)
     ]
     assert all(c.toolkit_rate > 0 and c.baseline_rate > 0 for c in comparisons)
     assert list(bench.client.scan_iter(match="botrix:bench:*")) == []
+
+
+def test_a_comparison_is_the_median_of_each_rounds_own_ratio() -> None:
+    # Round 2 ran on a slow machine: both figures halved, its ratio did not move.
+    found = Comparison.of_rounds("op", [90.0, 45.0, 60.0], "raw", [100.0, 50.0, 100.0], 0.8)
+    assert found.round_ratios == (0.9, 0.9, 0.6)
+    assert found.ratio == 0.9 and found.meets_target
+    assert (found.toolkit_rate, found.baseline_rate) == (60.0, 100.0)
