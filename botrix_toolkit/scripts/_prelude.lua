@@ -1,16 +1,19 @@
--- Shared helpers, prepended to every script of this folder when it is loaded
--- (scripting.py). Keep it to pure functions: no key is named here.
+-- Shared helpers: when a script of this folder is loaded, the paragraphs of
+-- this file that define what it uses are put in front of it (scripting.py).
+-- One helper (with what it alone needs) per paragraph, separated by a blank
+-- line. Keep it to pure functions: no key is named here.
 
 -- Refuses to touch a key that holds another type, naming it: a SET would
 -- silently destroy whatever was there, and a failed call mid-script cannot be
 -- rolled back, so every script checks its keys before its first write.
--- The check is an O(1) read that fails on any other type: cheaper than TYPE
--- (whose reply is a table), and it runs on every claim and completion.
-local size_command = {zset = 'ZCARD', set = 'SCARD', string = 'STRLEN'}
 local function refuse_type(key, wanted)
   error({err = 'WRONGTYPE key ' .. key .. ' holds a ' .. redis.call('TYPE', key)['ok'] ..
     ', expected a ' .. wanted})
 end
+
+-- The check is an O(1) read that fails on any other type: cheaper than TYPE
+-- (whose reply is a table), and it runs on every completion.
+local size_command = {zset = 'ZCARD', set = 'SCARD', string = 'STRLEN'}
 local function expect_type(key, wanted)
   if type(redis.pcall(size_command[wanted], key)) == 'table' then
     refuse_type(key, wanted)
