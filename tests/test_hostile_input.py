@@ -289,13 +289,26 @@ def test_a_queue_key_of_the_wrong_type_is_refused_naming_it(queue: QueueService,
     replace_with_wrong_type(queue.redis, key, {"queue": "zset", "processing": "set",
                                                "leases": "zset"}[key_name])
     statuses_before = queue.redis.mget([queue.keys.status("held"), queue.keys.status("waiting")])
+    queue_keys_before = queue_key_contents(queue)
     with pytest.raises(WrongKeyTypeError) as error:
         run_operation(queue, operation)
     assert key in str(error.value)
-    # refused before any write
+    # refused with nothing changed (some scripts undo a first write that proved a type)
     assert queue.redis.mget([queue.keys.status("held"),
                              queue.keys.status("waiting")]) == statuses_before
+    assert queue_key_contents(queue) == queue_keys_before
     assert queue.redis.exists(queue.keys.data("new")) == 0
+
+
+def queue_key_contents(q: QueueService) -> dict[str, object]:
+    """Queue, processing and leases as they are, lease times included; a key of another type as its type."""
+    def read(key: str) -> object:
+        kind = q.redis.type(key).decode()
+        if kind == "zset":
+            return q.redis.zrange(key, 0, -1, withscores=True)
+        return sorted(q.redis.smembers(key)) if kind == "set" else kind
+    keys = q.keys
+    return {"queue": read(keys.queue), "processing": read(keys.processing), "leases": read(keys.leases)}
 
 
 def test_job_keys_of_the_wrong_type_are_reported_and_set_aside(queue: QueueService) -> None:
@@ -322,6 +335,18 @@ def test_job_keys_of_the_wrong_type_are_reported_and_set_aside(queue: QueueServi
     assert queue.get_job_status("hash-data") == "failed"
     assert queue.redis.type(keys.status("list-status")) == b"list"  # left for a human
     assert queue.get_queue_length() == 0 and queue.get_processing_count() == 1
+    assert queue.redis.zrange(keys.leases, 0, -1) == [b"fine"]
+
+
+def test_a_held_job_whose_status_key_has_another_type_stays_held(queue: QueueService) -> None:
+    queue.add_job({"id": "held"})
+    queue.dequeue_job()
+    queue.redis.delete(queue.keys.status("held"))
+    queue.redis.rpush(queue.keys.status("held"), "x")
+    before = queue_key_contents(queue)
+    with pytest.raises(WrongKeyTypeError, match="status:held"):
+        queue.complete_job("held")
+    assert queue_key_contents(queue) == before and queue.is_job_processing("held")
 
 
 def test_save_job_result_refuses_a_results_key_of_the_wrong_type(queue: QueueService) -> None:

@@ -252,6 +252,18 @@ def test_dequeue_marks_running_holds_and_leases(queue: QueueService) -> None:
     assert queue.get_queue_length() == 0
 
 
+def test_dequeue_drops_a_queued_id_whose_job_already_finished(queue: QueueService, events: EventLog) -> None:
+    queue.add_jobs([{"id": "done", "priority": 2}, {"id": "next"}])
+    # finished while still queued, as a Go service that crashed mid-CompleteJob leaves it
+    queue.redis.set(queue.keys.status("done"), "completed", keepttl=True)
+    events.drain()
+    assert queue.dequeue_job().id == "next"
+    assert queue.get_job_status("done") == "completed"
+    assert not queue.is_job_processing("done") and queue.redis.zscore(queue.keys.leases, "done") is None
+    assert queue.get_queue_length() == 0 and queue.get_processing_count() == 1
+    assert [event["job_id"] for event in events.drain()] == ["next"]  # nothing said of "done"
+
+
 def test_dequeue_jobs_takes_up_to_n(queue: QueueService) -> None:
     assert queue.dequeue_jobs(5) == []
     queue.add_jobs({"id": f"d{i}"} for i in range(3))

@@ -29,18 +29,41 @@ local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local data_prefix, status_prefix = ARGV[1], ARGV[2]
 local wanted, ttl, channel, max_pops = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
 
--- The queue's type is proven by the first ZPOPMIN, the first write.
-expect_type(processing, 'set')
-expect_type(leases, 'zset')
-
 local claimed, set_aside, skipped, pops = {}, {}, 0, 0
 local ts, now = server_time()
+
+-- No type checks up front (each is a server call on every claim): the first
+-- ZPOPMIN proves the queue before anything is written, and the first SADD
+-- and ZADD prove processing and leases. When one of those fails, the job is
+-- put back exactly as it was before the error is raised; only the first hold
+-- of a call can fail, as no key changes type while a script runs.
+local function hold(id, score)
+  local added = redis.pcall('SADD', processing, id)
+  if type(added) == 'table' then
+    redis.call('ZADD', queue, score, id)
+    refuse_type(processing, 'set')
+  end
+  local leased = redis.pcall('ZADD', leases, now, id)
+  if type(leased) == 'table' then
+    if added == 1 then redis.call('SREM', processing, id) end
+    redis.call('ZADD', queue, score, id)
+    refuse_type(leases, 'zset')
+  end
+  return added, leased
+end
+
+-- Undoes hold() for a job that turns out not to be servable.
+local function unhold(id, added, leased)
+  if added == 1 then redis.call('SREM', processing, id) end
+  if leased == 1 then redis.call('ZREM', leases, id) end
+end
+
 while #claimed < 2 * wanted and pops < max_pops do
   local popped = redis.pcall('ZPOPMIN', queue)
   if popped.err then refuse_type(queue, 'zset') end
   if #popped == 0 then break end
   pops = pops + 1
-  local id = popped[1]
+  local id, score = popped[1], popped[2]
   local status_key = status_prefix .. id
   local data = redis.pcall('GET', data_prefix .. id)
   if type(data) == 'table' and data.err then
@@ -57,21 +80,22 @@ while #claimed < 2 * wanted and pops < max_pops do
     skipped = skipped + 1
     publish(channel, 'job_orphan_removed', id, ts, '', error_field('job data expired'))
   else
+    local added, leased = hold(id, score)
     -- SET ... GET: one call that marks the job running, returns the status it
     -- replaces and refuses (without writing) a status key of another type.
     local previous = redis.pcall('SET', status_key, 'running', 'EX', ttl, 'GET')
     if type(previous) == 'table' then
       -- The status key is not ours to overwrite: report and leave it.
+      unhold(id, added, leased)
       table.insert(set_aside, id)
       table.insert(set_aside, 'status key ' .. status_key .. ' is not a string')
       publish(channel, 'job_failed', id, ts, 'failed', error_field('status key is not a string'))
     elseif previous and is_final(previous) then
       -- Finished while still queued (a stale id): put its status back, drop it.
+      unhold(id, added, leased)
       redis.call('SET', status_key, previous, 'KEEPTTL')
       skipped = skipped + 1
     else
-      redis.call('SADD', processing, id)
-      redis.call('ZADD', leases, now, id)
       publish(channel, 'status_updated', id, ts, 'running')
       table.insert(claimed, id)
       table.insert(claimed, data)
