@@ -4,7 +4,7 @@
 -- For each id: SET status EX ttl; publish status_updated(status); when the
 -- status is final (completed, failed, cancelled): ZREM queue, SREM
 -- processing, ZREM leases; then publish the final event if one is given.
--- A final status that is already stored is not written or published again.
+-- A final status that is already stored is not published again.
 --
 -- KEYS[1]      queue (sorted set)
 -- KEYS[2]      processing (set)
@@ -33,31 +33,38 @@ expect_type(queue, 'zset')
 expect_type(processing, 'set')
 expect_type(leases, 'zset')
 
--- Checked cheapest-first: most calls finish a job that is held.
+local final = is_final(status)
+
+-- Whether the id is one to change, and whether this took it out of
+-- processing. Checked cheapest-first: most calls finish a job that is held,
+-- and for a final status SREM itself tells whether it was (one call fewer
+-- than SISMEMBER then SREM, on every completion).
 local function matches(id, status_key)
-  if which == 'queued' then return redis.call('ZSCORE', queue, id) ~= false end
-  if redis.call('SISMEMBER', processing, id) == 1 then return true end
-  if which == 'processing' then return false end
-  return redis.call('EXISTS', status_key) == 1 or redis.call('ZSCORE', queue, id) ~= false
+  if which == 'queued' then return redis.call('ZSCORE', queue, id) ~= false, false end
+  if final and redis.call('SREM', processing, id) == 1 then return true, true end
+  if not final and redis.call('SISMEMBER', processing, id) == 1 then return true, false end
+  if which == 'processing' then return false, false end
+  return redis.call('EXISTS', status_key) == 1 or redis.call('ZSCORE', queue, id) ~= false, false
 end
 
 local outcome = {}
-local final = is_final(status)
 local extra = error_field(message)
 for i = 4, #KEYS do
   local id, status_key = ARGV[4 + i], KEYS[i]
-  if not matches(id, status_key) then
+  local wanted, unheld = matches(id, status_key)
+  if not wanted then
     outcome[#outcome + 1] = 's'
   else
     -- SET ... GET refuses a key of another type without writing it, and
     -- returns the status it replaces: one call instead of TYPE, GET and SET.
     local previous = redis.pcall('SET', status_key, status, 'EX', ttl, 'GET')
     if type(previous) == 'table' and previous.err then
+      if unheld then redis.call('SADD', processing, id) end  -- left as it was
       outcome[#outcome + 1] = 'w'
     else
       if final then
         redis.call('ZREM', queue, id)
-        redis.call('SREM', processing, id)
+        if not unheld then redis.call('SREM', processing, id) end
         redis.call('ZREM', leases, id)
       end
       -- A final status already stored (a completion sent twice, say by a
