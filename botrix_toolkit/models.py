@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
+from functools import lru_cache
 from typing import Any
 
 from .errors import CorruptJobError, InvalidInputError
@@ -112,6 +113,9 @@ _RFC3339 = re.compile(
 )
 
 
+# Cached: a job's created_at and updated_at are usually one string, and jobs
+# added together share theirs; a datetime is immutable, so sharing is safe.
+@lru_cache(maxsize=4096)
 def parse_go_time(text: str) -> datetime | None:
     """An RFC 3339 time as Go writes it; Go's zero time is None."""
     if text == GO_ZERO_TIME:
