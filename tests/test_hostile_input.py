@@ -235,7 +235,7 @@ def test_random_bytes_in_data_and_status_keys_are_skipped_never_served(queue: Qu
     assert queue.dequeue_jobs(10) == []
 
 
-# Which queue-level keys each operation touches (all are checked before any write).
+# Which queue-level keys each operation touches (each refused with nothing changed).
 QUEUE_KEYS = ("queue", "processing", "leases")
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "add_job": ("queue",),
