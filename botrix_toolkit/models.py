@@ -213,17 +213,16 @@ class Job:
 
         Raises CorruptJobError naming the job id and what is wrong.
         """
-        where = f"job {job_id!r}" if job_id is not None else "job data"  # for messages
         if isinstance(raw, bytes):
             # Go replaces invalid UTF-8 with U+FFFD rather than failing.
             raw = raw.decode("utf-8", "replace")
         try:
-            document = _GO_JSON.decode(raw)
+            document = _decode_json(raw)
         except ValueError as exc:
-            raise CorruptJobError(f"{where} is not valid JSON: {exc}") from None
+            raise CorruptJobError(f"{_job_named(job_id)} is not valid JSON: {exc}") from None
         if not isinstance(document, dict):
             raise CorruptJobError(
-                f"{where} is JSON {type(document).__name__}, expected an object"
+                f"{_job_named(job_id)} is JSON {type(document).__name__}, expected an object"
             )
         values: dict[str, Any] = {}
         raw_times: dict[str, tuple[datetime | None, str]] = {}
@@ -244,11 +243,11 @@ class Job:
             try:
                 values[name] = _decode_go_value(kind, value)
             except (TypeError, ValueError) as exc:
-                raise CorruptJobError(f"{where}: field {name!r}: {exc}") from None
+                raise CorruptJobError(f"{_job_named(job_id)}: field {name!r}: {exc}") from None
             if kind in (_TIME, _NULLTIME) and isinstance(value, str):
                 raw_times[name] = (values[name], value)
         if not values.get("id"):
-            raise CorruptJobError(f"{where} has no id")
+            raise CorruptJobError(f"{_job_named(job_id)} has no id")
         job = cls(**values, extra=extra)
         job._raw_times = raw_times
         return job
@@ -476,6 +475,22 @@ def _reject_constant(name: str) -> None:
 
 # One decoder for every job read: json.loads with a hook builds a new one per call.
 _GO_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _decode_json(text: str) -> Any:
+    """JSON text decoded; the common form, nothing around the value, skips two whitespace scans."""
+    try:
+        document, end = _GO_JSON.raw_decode(text)
+        if end == len(text):
+            return document
+    except ValueError:
+        pass
+    return _GO_JSON.decode(text)  # whitespace around the value, or the error to report
+
+
+def _job_named(job_id: str | None) -> str:
+    """How an error message names a job being read."""
+    return f"job {job_id!r}" if job_id is not None else "job data"
 
 
 def _coerce_user_value(name: str, kind: str, value: Any) -> Any:
