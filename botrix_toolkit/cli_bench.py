@@ -25,10 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Uses a key prefix of its own (botrix:bench:*) and deletes it afterwards.",
     )
     bench.add_argument("--redis-url", default=None, help="server (default: BOTRIX_REDIS_URL, else the embedded one)")
-    bench.add_argument("--jobs", type=int, default=3000, help="jobs for the one-by-one measurements")
+    bench.add_argument("--jobs", type=int, default=2000, help="jobs for the one-by-one measurements")
     bench.add_argument("--bulk-jobs", type=int, default=30_000, help="jobs for the bulk measurements")
-    bench.add_argument("--rounds", type=int, default=3,
-                       help="interleaved rounds of the queue measurements; each figure is their median")
+    bench.add_argument("--rounds", type=int, default=9,
+                       help="interleaved rounds of the queue measurements; each rate is their median, each "
+                            "ratio the median of the rounds' own ratios (many short rounds outvote a noisy moment)")
     bench.add_argument("--frame-jobs", type=int, default=1_000_000,
                        help="pending jobs for the frame measurement (filling takes about a minute per million)")
     bench.add_argument("--recorder-seconds", type=float, default=10.0,
