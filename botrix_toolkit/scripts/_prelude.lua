@@ -5,7 +5,8 @@
 
 -- Refuses to touch a key that holds another type, naming it: a SET would
 -- silently destroy whatever was there, and a failed call mid-script cannot be
--- rolled back, so every script checks its keys before its first write.
+-- rolled back, so every script proves its keys' types before it writes them
+-- (expect_type), or undoes the write that proved one (claim_jobs).
 local function refuse_type(key, wanted)
   error({err = 'WRONGTYPE key ' .. key .. ' holds a ' .. redis.call('TYPE', key)['ok'] ..
     ', expected a ' .. wanted})
