@@ -42,6 +42,8 @@ SCRIPT_NAMES = (
 
 # A top-level definition of the prelude: "local function name(" or "local a, b".
 _DEFINED_NAMES = re.compile(r"^local (?:function )?([\w, ]+)", re.MULTILINE)
+# A Lua comment: a helper named only in a comment is not used.
+_COMMENT = re.compile(r"--[^\n]*")
 
 
 def _read_script(name: str) -> str:
@@ -69,7 +71,7 @@ def script_source(name: str) -> str:
     """
     body = _read_script(name)
     helpers = _prelude_helpers()
-    used, searched = set(), body
+    used, searched = set(), _COMMENT.sub("", body)
     # A helper may use another (put_back uses publish): look again until none is added.
     while True:
         added = {
@@ -79,7 +81,7 @@ def script_source(name: str) -> str:
         if not added:
             break
         used |= added
-        searched += "".join(helpers[index][1] for index in added)
+        searched += _COMMENT.sub("", "".join(helpers[index][1] for index in added))
     in_prelude_order = [text for index, (_, text) in enumerate(helpers) if index in used]
     return "\n\n".join([*in_prelude_order, body])
 
