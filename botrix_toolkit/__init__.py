@@ -8,6 +8,7 @@ from .errors import (
     JobNotFoundError,
     ServerConnectionError,
     ServerTimeoutError,
+    SlotMovingError,
     WrongKeyTypeError,
 )
 from .events import EventRecorder
@@ -37,6 +38,7 @@ __all__ = [
     "RecordedEvents",
     "ServerConnectionError",
     "ServerTimeoutError",
+    "SlotMovingError",
     "Worker",
     "WrongKeyTypeError",
     "connect",

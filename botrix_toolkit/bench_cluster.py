@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cluster import LocalCluster, cluster_client, spread_prefixes
-from .queries import queue_pipeline
+from .node_pipelines import queue_pipeline
 from .queue import QueueService
 
 logger = logging.getLogger(__name__)

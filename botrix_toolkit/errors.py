@@ -31,5 +31,9 @@ class ServerTimeoutError(ServerConnectionError, TimeoutError):
     """The server did not answer within the configured timeout."""
 
 
+class SlotMovingError(ServerConnectionError):
+    """On a Redis Cluster, the queue's keys are being moved to another node: nothing was changed, retry shortly."""
+
+
 class EmbeddedServerError(BotrixError, RuntimeError):
     """The embedded Valkey server could not be started or found."""

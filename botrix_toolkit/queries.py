@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
-from .cluster import is_cluster_client
 from .keys import QueueKeys
+from .node_pipelines import PipelineCommand, run_on_queue_node
 
 READ_CHUNK = 10_000
 
@@ -24,18 +23,6 @@ READ_CHUNK = 10_000
 HIGH_SCORES = ("-inf", "-2")
 NORMAL_SCORES = ("(-2", "-1")
 LOW_SCORES = ("(-1", "+inf")
-
-
-def queue_pipeline(client: redis.Redis, keys: QueueKeys) -> redis.client.Pipeline:
-    """A non-transactional pipeline to the server that holds every key of the queue.
-
-    On a cluster that is the node owning the queue's slot (its prefix has a
-    hash tag): redis-py's ClusterPipeline refuses EVALSHA, MGET and TIME, which
-    a plain pipeline to that one node runs as usual.
-    """
-    if is_cluster_client(client):
-        client = client.get_redis_connection(client.get_node_from_key(keys.queue))
-    return client.pipeline(transaction=False)
 
 
 @dataclass(frozen=True)
@@ -69,10 +56,10 @@ def iter_queue_entries(
         if not members:
             return
         ids = [member.decode("utf-8", "replace") for member, _ in members]
-        pipe = queue_pipeline(client, keys)
-        pipe.mget([keys.data(job_id) for job_id in ids])
-        pipe.mget([keys.status(job_id) for job_id in ids])
-        data, status = pipe.execute()
+        data_keys, status_keys = [keys.data(job_id) for job_id in ids], [keys.status(job_id) for job_id in ids]
+        data, status = run_on_queue_node(client, keys, [
+            lambda pipe, names=data_keys: pipe.mget(names), lambda pipe, names=status_keys: pipe.mget(names),
+        ])
         yield QueueEntries(start, ids, [int(-score) for _, score in members], data, status)
         if len(members) <= stop - start:
             return
@@ -81,12 +68,12 @@ def iter_queue_entries(
 
 def queue_stats(client: redis.Redis, keys: QueueKeys, ttl: int) -> dict[str, int]:
     """Queue length, processing count and exact counts by level, in one round trip."""
-    pipe = queue_pipeline(client, keys)
-    pipe.zcard(keys.queue)
-    pipe.scard(keys.processing)
-    for low, high in (HIGH_SCORES, NORMAL_SCORES, LOW_SCORES):
-        pipe.zcount(keys.queue, low, high)
-    length, processing, high, normal, low = pipe.execute()
+    length, processing, high, normal, low = run_on_queue_node(client, keys, [
+        lambda pipe: pipe.zcard(keys.queue),
+        lambda pipe: pipe.scard(keys.processing),
+        *(lambda pipe, low=low, high=high: pipe.zcount(keys.queue, low, high)
+          for low, high in (HIGH_SCORES, NORMAL_SCORES, LOW_SCORES)),
+    ])
     return {
         "queue_length": length,
         "processing_count": processing,
@@ -111,13 +98,14 @@ class HeldJobs:
 def held_jobs(client: redis.Redis, keys: QueueKeys) -> HeldJobs:
     """Every job in processing with its lease, read in two round trips."""
     members = sorted(m.decode("utf-8", "replace") for m in client.smembers(keys.processing))
-    pipe = queue_pipeline(client, keys)
-    pipe.time()
+    commands: list[PipelineCommand] = [lambda pipe: pipe.time()]
     if members:
-        pipe.zmscore(keys.leases, members)
-        pipe.mget([keys.data(job_id) for job_id in members])
-        pipe.mget([keys.status(job_id) for job_id in members])
-    replies: list[Any] = pipe.execute()
+        commands += [
+            lambda pipe: pipe.zmscore(keys.leases, members),
+            lambda pipe: pipe.mget([keys.data(job_id) for job_id in members]),
+            lambda pipe: pipe.mget([keys.status(job_id) for job_id in members]),
+        ]
+    replies = run_on_queue_node(client, keys, commands)
     seconds, micros = replies[0]
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     if not members:

@@ -44,6 +44,7 @@ from .models import (
     utc_now,
     validate_job_id,
 )
+from .node_pipelines import PipelineCommand, run_on_queue_node
 from .scripting import Scripts, as_text, translated_errors
 
 if TYPE_CHECKING:
@@ -189,17 +190,18 @@ class QueueService:
         with self._errors(keys.queue):
             for start in range(0, total, per_round_trip):
                 round_trip = prepared[start : start + per_round_trip]
-                pipe = queries.queue_pipeline(self.redis, keys) if len(round_trip) > ADD_BATCH else None
+                calls: list[PipelineCommand] = []
                 for offset in range(0, len(round_trip), ADD_BATCH):
-                    batch = round_trip[offset : offset + ADD_BATCH]
                     script_keys = [keys.queue]
                     script_args: list[Any] = [self.ttl, keys.updates, int(time.time())]
-                    for job_id, body, priority in batch:
+                    for job_id, body, priority in round_trip[offset : offset + ADD_BATCH]:
                         script_keys += (keys.data(job_id), keys.status(job_id))
                         script_args += (job_id, body, priority)
-                    self._scripts.add_jobs(keys=script_keys, args=script_args, client=pipe or self.redis)
-                if pipe is not None:
-                    pipe.execute()
+                    calls.append(lambda pipe, k=script_keys, a=script_args: self._scripts.add_jobs(k, a, pipe))
+                if len(calls) == 1:
+                    calls[0](self.redis)  # one call: no pipeline needed
+                else:
+                    run_on_queue_node(self.redis, keys, calls)
                 if progress is not None:
                     progress(min(start + per_round_trip, total), total)
 

@@ -23,6 +23,7 @@ from .errors import (
     BotrixError,
     ServerConnectionError,
     ServerTimeoutError,
+    SlotMovingError,
     WrongKeyTypeError,
 )
 
@@ -134,6 +135,9 @@ class Scripts:
     release_jobs: LuaScript
 
 
+# A cluster node's answers while a slot moves: the command did not run there.
+SLOT_MOVING_ERRORS = (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.TryAgainError)
+
 _WRONGTYPE_KEY = re.compile(r"WRONGTYPE key (.+?) holds a (\w+), expected a (\w+)")
 
 
@@ -161,6 +165,14 @@ class translated_errors:
             raise ServerTimeoutError(f"{server} did not answer in time: {exc}") from exc
         if isinstance(exc, redis.exceptions.ConnectionError):
             raise ServerConnectionError(f"cannot reach {server}: {exc}") from exc
+        if isinstance(exc, SLOT_MOVING_ERRORS) or (
+            isinstance(exc, redis.exceptions.ClusterError) and "TTL exhausted" in str(exc)
+        ):
+            # TTL exhausted: redis-py's cluster client followed redirects until it gave up.
+            raise SlotMovingError(
+                f"{server}: the queue's keys are being moved to another cluster node (resharding); "
+                f"nothing was changed, retry shortly ({exc})"
+            ) from exc
         if isinstance(exc, redis.exceptions.ResponseError):
             text = str(exc)
             found = _WRONGTYPE_KEY.search(text)

@@ -33,11 +33,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import analysis, queries
+from . import analysis
 from .cluster import node_client
 from .events import EventRecorder, RecordedEvents
 from .frames import STATS_COLUMNS, empty_frame
 from .models import Job
+from .node_pipelines import queue_pipeline
 from .queue import QueueService
 from .scenarios import JobFactory, Scenario, job_id, service_time
 from .server import redact_url
@@ -534,7 +535,7 @@ def check_conservation(q: QueueService, run_tag: str, added: int) -> dict[str, A
     keys = q.keys
     for start in range(0, added, _CONSERVATION_CHUNK):
         ids = [job_id(run_tag, n) for n in range(start, min(added, start + _CONSERVATION_CHUNK))]
-        pipe = queries.queue_pipeline(q.redis, q.keys)
+        pipe = queue_pipeline(q.redis, q.keys)
         pipe.mget([keys.status(i) for i in ids])
         pipe.zmscore(keys.queue, ids)
         pipe.smismember(keys.processing, ids)
