@@ -409,12 +409,15 @@ class QueueService:
             raise InvalidInputError(f"timeout_s must be a number of seconds >= 0; got {timeout_s!r}")
         keys = self.keys
         with self._script_head_errors:
-            recovered, failed = self._scripts.recover_stalled(
+            recovered, failed, left_held = self._scripts.recover_stalled(
                 keys=keys.script_head,
                 args=[keys.data_prefix, keys.status_prefix, int(timeout_s * 1000), self.ttl, keys.updates],
             )
         for job_id, reason in zip(failed[::2], failed[1::2]):
             logger.warning("stalled job %s failed: %s", as_text(job_id), as_text(reason))
+        if left_held:
+            logger.warning("%d stalled jobs left held: their keys are being moved to another cluster node; "
+                           "a later call recovers them", left_held)
         ids = [as_text(job_id) for job_id in recovered]
         if ids:
             logger.info("recovered %d stalled jobs into %s", len(ids), keys.queue)

@@ -8,6 +8,7 @@ pub/sub is broadcast over the cluster bus).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from uuid import uuid4
@@ -17,7 +18,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from botrix_toolkit import InvalidInputError, Job, JobNotFoundError, QueueService
+from botrix_toolkit import InvalidInputError, Job, JobNotFoundError, QueueService, SlotMovingError
 from botrix_toolkit.bench_cluster import run_cluster_benchmark
 from botrix_toolkit.cluster import (
     LocalCluster,
@@ -238,6 +239,116 @@ def test_a_worker_runs_on_a_cluster_queue(cq: QueueService) -> None:
     assert stats.completed == 40
     assert cq.get_queue_length() == 0 and cq.get_processing_count() == 0
     assert cq.get_job_result("w7") == '{"done": "w7"}'
+
+
+# -- a slot moving to another node (resharding) -------------------------------------
+
+@pytest.fixture(scope="module")
+def resharded_cluster() -> Iterator[LocalCluster]:
+    """Two primaries of its own: these tests move slots, which others should not see."""
+    with LocalCluster(2) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def mq(resharded_cluster: LocalCluster) -> Iterator[QueueService]:
+    service = QueueService.from_url(resharded_cluster.url, prefix=f"{{move-{uuid4().hex[:10]}}}:jobs")
+    try:
+        yield service
+    finally:
+        with contextlib.suppress(redis.exceptions.ResponseError):  # a failed test may leave its slot moving
+            delete_cluster_keys(service.redis, service.keys.prefix)
+        service.close()
+
+
+class SlotMove:
+    """Moves the slot of a queue to the other node step by step, as ``redis-cli --cluster reshard`` does."""
+
+    def __init__(self, client: RedisCluster, key: str) -> None:
+        self.slot = client.keyslot(key)
+        source = client.get_node_from_key(key)
+        target = next(node for node in client.get_primaries() if node.name != source.name)
+        self.target_address = (target.host, target.port)
+        self.source, self.target = client.get_redis_connection(source), client.get_redis_connection(target)
+        self.every_node = [client.get_redis_connection(node) for node in client.get_primaries()]
+
+    def begin(self) -> None:
+        source_id, target_id = (node.execute_command("CLUSTER MYID") for node in (self.source, self.target))
+        self.target.execute_command("CLUSTER SETSLOT", self.slot, "IMPORTING", source_id)
+        self.source.execute_command("CLUSTER SETSLOT", self.slot, "MIGRATING", target_id)
+        self.target_id = target_id
+
+    def migrate(self, keys: list[str]) -> None:
+        self.source.execute_command("MIGRATE", *self.target_address, "", 0, 5000, "KEYS", *keys)
+
+    def finish(self) -> None:
+        while keys := self.source.execute_command("CLUSTER GETKEYSINSLOT", self.slot, 1000):
+            self.migrate(keys)
+        for node in self.every_node:
+            node.execute_command("CLUSTER SETSLOT", self.slot, "NODE", self.target_id)
+
+
+def test_batched_reads_and_adds_follow_a_queue_whose_slot_has_moved(mq: QueueService) -> None:
+    mq.add_jobs([{"id": f"a{i:02d}", "priority": i % 3} for i in range(50)])
+    held = sorted(job.id for job in mq.dequeue_jobs(5))
+    move = SlotMove(mq.redis, mq.keys.queue)
+    move.begin()
+    move.finish()
+    # The service's slot map still names the old node, which answers MOVED to a
+    # pipeline: the map is refreshed and the commands sent again.
+    assert mq.get_queue_stats()["queue_length"] == 45
+    assert len(mq.pending_jobs_frame()) == 45
+    assert sorted(mq.processing_frame()["id"]) == held
+    mq.add_jobs([{"id": f"b{i:03d}"} for i in range(250)])  # three script calls in one pipeline
+    assert mq.get_queue_length() == 295
+    assert mq.redis.get_node_from_key(mq.keys.queue).port == move.target_address[1]
+
+
+def test_a_claim_never_fails_nor_loses_a_job_whose_keys_are_moving(mq: QueueService) -> None:
+    ids = [f"m{i:02d}" for i in range(20)]
+    mq.add_jobs({"id": job_id} for job_id in ids)
+    served = [mq.dequeue_job().id]  # processing and leases now exist on the old node
+    move = SlotMove(mq.redis, mq.keys.queue)
+    move.begin()
+    move.migrate([mq.keys.data(job_id) for job_id in ids[10:]])  # half the jobs' data has left
+    with pytest.raises(SlotMovingError, match="moved to another cluster node"):
+        while True:
+            served += [job.id for job in mq.dequeue_jobs(3)]
+    assert served == ids[:10]  # every job still wholly here, then a refusal that changed nothing
+    assert mq.get_job_status("m10") == "pending"
+    move.finish()
+    while jobs := mq.dequeue_jobs(4):
+        served += [job.id for job in jobs]
+    assert served == ids
+    assert {mq.get_job_status(job_id) for job_id in ids} == {"running"}
+
+
+def test_recovery_leaves_a_stalled_job_whose_keys_are_moving_held(mq: QueueService) -> None:
+    # one job stays queued: with the queue key gone from the old node, the whole
+    # script would be refused there (TRYAGAIN) until the move ends
+    mq.add_jobs({"id": f"s{i}"} for i in range(6))
+    assert len(mq.dequeue_jobs(5)) == 5
+    move = SlotMove(mq.redis, mq.keys.queue)
+    move.begin()
+    move.migrate([mq.keys.data("s0"), mq.keys.status("s1")])
+    assert sorted(mq.recover_stalled(timeout_s=0)) == ["s2", "s3", "s4"]
+    assert mq.get_processing_count() == 2 and mq.get_job_status("s0") == "running"
+    move.finish()
+    assert sorted(mq.recover_stalled(timeout_s=0)) == ["s0", "s1"]
+    assert mq.get_queue_length() == 6 and mq.get_processing_count() == 0
+
+
+def test_a_script_refused_for_the_whole_move_raises_slot_moving_and_changes_nothing(mq: QueueService) -> None:
+    mq.add_job({"id": "only"})
+    assert mq.dequeue_job().id == "only"  # the queue key is gone: declared keys are now split
+    move = SlotMove(mq.redis, mq.keys.queue)
+    move.begin()
+    move.migrate([mq.keys.processing])
+    with pytest.raises(SlotMovingError) as error:
+        mq.recover_stalled(timeout_s=0)
+    assert isinstance(error.value, ConnectionError)  # a Worker backs off and tries again
+    move.finish()
+    assert mq.recover_stalled(timeout_s=0) == ["only"]
 
 
 # -- many queues ------------------------------------------------------------------

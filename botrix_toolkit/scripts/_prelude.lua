@@ -21,6 +21,14 @@ local function expect_type(key, wanted)
   end
 end
 
+-- Whether a call on a key the script forms itself (not in KEYS) failed for
+-- another reason than the key's type: on a cluster whose slot is being moved
+-- to another node, such a key may already be there, and this node refuses
+-- it. The job must then be left exactly as it is, to be served later.
+local function unreachable(reply)
+  return type(reply) == 'table' and reply.err ~= nil and string.sub(reply.err, 1, 9) ~= 'WRONGTYPE'
+end
+
 -- Server time as (whole seconds, milliseconds): leases taken by workers on
 -- different machines compare, and events carry Go's whole-second timestamps.
 local function server_time()

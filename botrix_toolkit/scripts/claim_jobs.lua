@@ -9,8 +9,11 @@
 -- failed with the reason. None of these is handed out. Go loses a claimed job
 -- when it crashes between ZPOPMIN and SADD; here both happen in one script.
 --
--- The ids are not known before the pop, so this is the one script that forms
--- job keys itself, from prefixes that keys.py passes in ARGV.
+-- The ids are not known before the pop, so this script (like recover_stalled)
+-- forms job keys itself, from prefixes that keys.py passes in ARGV. On a
+-- cluster whose slot is being moved, such a key may already be on the other
+-- node: that job is put back as it was and the claim ends; when it had done
+-- nothing else, the reply is a TRYAGAIN error.
 --
 -- KEYS[1]  queue (sorted set)
 -- KEYS[2]  processing (set)
@@ -58,6 +61,14 @@ local function unhold(id, added, leased)
   if leased == 1 then redis.call('ZREM', leases, id) end
 end
 
+-- A popped job whose keys this node cannot reach now (its slot is moving to
+-- another cluster node) goes back as it was, and the claim ends there.
+local unreachable_id
+local function leave(id, score)
+  redis.call('ZADD', queue, score, id)
+  unreachable_id = id
+end
+
 while #claimed < 2 * wanted and pops < max_pops do
   local popped = redis.pcall('ZPOPMIN', queue)
   if popped.err then refuse_type(queue, 'zset') end
@@ -66,9 +77,16 @@ while #claimed < 2 * wanted and pops < max_pops do
   local id, score = popped[1], popped[2]
   local status_key = status_prefix .. id
   local data = redis.pcall('GET', data_prefix .. id)
-  if type(data) == 'table' and data.err then
+  if unreachable(data) then
+    leave(id, score)
+    break
+  elseif type(data) == 'table' then
     local reason = 'data key ' .. data_prefix .. id .. ' is not a string'
-    if type(redis.pcall('SET', status_key, 'failed', 'EX', ttl, 'GET')) == 'table' then
+    local marked = redis.pcall('SET', status_key, 'failed', 'EX', ttl, 'GET')
+    if unreachable(marked) then
+      leave(id, score)
+      break
+    elseif type(marked) == 'table' then
       reason = reason .. ', nor is its status key'  -- left as found: not ours to overwrite
     else
       publish(channel, 'status_updated', id, ts, 'failed', error_field(reason))
@@ -84,7 +102,11 @@ while #claimed < 2 * wanted and pops < max_pops do
     -- SET ... GET: one call that marks the job running, returns the status it
     -- replaces and refuses (without writing) a status key of another type.
     local previous = redis.pcall('SET', status_key, 'running', 'EX', ttl, 'GET')
-    if type(previous) == 'table' then
+    if unreachable(previous) then
+      unhold(id, added, leased)
+      leave(id, score)
+      break
+    elseif type(previous) == 'table' then
       -- The status key is not ours to overwrite: report and leave it.
       unhold(id, added, leased)
       table.insert(set_aside, id)
@@ -101,6 +123,12 @@ while #claimed < 2 * wanted and pops < max_pops do
       table.insert(claimed, data)
     end
   end
+end
+
+if unreachable_id and #claimed == 0 and #set_aside == 0 and skipped == 0 then
+  -- Nothing done: the caller is to try again (redis-py's cluster client does, for a while).
+  return redis.error_reply('TRYAGAIN job ' .. unreachable_id ..
+    ' cannot be reached on this node: its slot is being moved to another cluster node')
 end
 local reply = {skipped, #set_aside / 2}
 for _, value in ipairs(set_aside) do table.insert(reply, value) end

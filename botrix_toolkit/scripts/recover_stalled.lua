@@ -10,7 +10,9 @@
 -- processing are dropped.
 --
 -- The ids come from the processing set, so this script forms job keys from
--- the prefixes that keys.py passes in ARGV.
+-- the prefixes that keys.py passes in ARGV. A stalled job whose keys this
+-- node cannot reach (its cluster slot is being moved) is left held, for a
+-- later call: its keys are read before anything of it is written.
 --
 -- KEYS[1]  queue (sorted set)
 -- KEYS[2]  processing (set)
@@ -20,7 +22,8 @@
 -- ARGV[3]  timeout in ms
 -- ARGV[4]  ttl in seconds of data and status
 -- ARGV[5]  updates channel
--- Returns {recovered ids, flat list id, reason of jobs failed instead}.
+-- Returns {recovered ids, flat list id, reason of jobs failed instead,
+-- the number of stalled jobs left held because their keys were unreachable}.
 local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local data_prefix, status_prefix = ARGV[1], ARGV[2]
 local timeout, ttl, channel = tonumber(ARGV[3]), ARGV[4], ARGV[5]
@@ -32,13 +35,10 @@ expect_type(leases, 'zset')
 local ts, now = server_time()
 local recovered, failed = {}, {}
 
-local function writable(key)
-  local found = redis.call('TYPE', key)['ok']
-  return found == 'string' or found == 'none'
-end
+local left_held = 0
 
-local function fail(id, status_key, reason)
-  if not writable(status_key) then
+local function fail(id, status_key, status_type, reason)
+  if status_type ~= 'string' and status_type ~= 'none' then
     reason = reason .. '; status key is not a string'
   else
     redis.call('SET', status_key, 'failed', 'EX', ttl)
@@ -54,21 +54,27 @@ for _, id in ipairs(redis.call('SMEMBERS', processing)) do
   if not leased_at then
     redis.call('ZADD', leases, now, id)
   elseif now - tonumber(leased_at) >= timeout then
-    redis.call('SREM', processing, id)
-    redis.call('ZREM', leases, id)
     local data_key, status_key = data_prefix .. id, status_prefix .. id
     local data = redis.pcall('GET', data_key)
-    if type(data) ~= 'string' then
-      fail(id, status_key, data and 'data key is not a string' or 'job data expired')
+    local status_type = redis.pcall('TYPE', status_key)
+    if unreachable(data) or unreachable(status_type) then
+      left_held = left_held + 1
     else
-      local priority = stored_priority(data)
-      if priority == nil then
-        fail(id, status_key, 'job data is not a JSON object with an integer priority')
-      elseif writable(status_key) then
-        put_back(queue, channel, id, data_key, status_key, priority, ttl, ts)
-        table.insert(recovered, id)
+      status_type = status_type['ok']
+      redis.call('SREM', processing, id)
+      redis.call('ZREM', leases, id)
+      if type(data) ~= 'string' then
+        fail(id, status_key, status_type, data and 'data key is not a string' or 'job data expired')
       else
-        fail(id, status_key, 'stalled job cannot be put back')
+        local priority = stored_priority(data)
+        if priority == nil then
+          fail(id, status_key, status_type, 'job data is not a JSON object with an integer priority')
+        elseif status_type == 'string' or status_type == 'none' then
+          put_back(queue, channel, id, data_key, status_key, priority, ttl, ts)
+          table.insert(recovered, id)
+        else
+          fail(id, status_key, status_type, 'stalled job cannot be put back')
+        end
       end
     end
   end
@@ -79,4 +85,4 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now - timeout)) 
     redis.call('ZREM', leases, id)
   end
 end
-return {recovered, failed}
+return {recovered, failed, left_held}
