@@ -62,12 +62,9 @@ local function unhold(id, added, leased)
 end
 
 -- A popped job whose keys this node cannot reach now (its slot is moving to
--- another cluster node) goes back as it was, and the claim ends there.
+-- another cluster node) goes back as it was, and the claim ends there. Its
+-- checks sit inside the error branches: no cost on the usual path.
 local unreachable_id
-local function leave(id, score)
-  redis.call('ZADD', queue, score, id)
-  unreachable_id = id
-end
 
 while #claimed < 2 * wanted and pops < max_pops do
   local popped = redis.pcall('ZPOPMIN', queue)
@@ -77,16 +74,19 @@ while #claimed < 2 * wanted and pops < max_pops do
   local id, score = popped[1], popped[2]
   local status_key = status_prefix .. id
   local data = redis.pcall('GET', data_prefix .. id)
-  if unreachable(data) then
-    leave(id, score)
-    break
-  elseif type(data) == 'table' then
-    local reason = 'data key ' .. data_prefix .. id .. ' is not a string'
-    local marked = redis.pcall('SET', status_key, 'failed', 'EX', ttl, 'GET')
-    if unreachable(marked) then
-      leave(id, score)
+  if type(data) == 'table' then
+    -- The data key holds another type (the job is set aside), or is unreachable.
+    local marked  -- stays nil when the data key is unreachable
+    if not unreachable(data) then
+      marked = redis.pcall('SET', status_key, 'failed', 'EX', ttl, 'GET')
+    end
+    if marked == nil or unreachable(marked) then
+      redis.call('ZADD', queue, score, id)
+      unreachable_id = id
       break
-    elseif type(marked) == 'table' then
+    end
+    local reason = 'data key ' .. data_prefix .. id .. ' is not a string'
+    if type(marked) == 'table' then
       reason = reason .. ', nor is its status key'  -- left as found: not ours to overwrite
     else
       publish(channel, 'status_updated', id, ts, 'failed', error_field(reason))
@@ -102,13 +102,14 @@ while #claimed < 2 * wanted and pops < max_pops do
     -- SET ... GET: one call that marks the job running, returns the status it
     -- replaces and refuses (without writing) a status key of another type.
     local previous = redis.pcall('SET', status_key, 'running', 'EX', ttl, 'GET')
-    if unreachable(previous) then
+    if type(previous) == 'table' then
       unhold(id, added, leased)
-      leave(id, score)
-      break
-    elseif type(previous) == 'table' then
+      if unreachable(previous) then
+        redis.call('ZADD', queue, score, id)
+        unreachable_id = id
+        break
+      end
       -- The status key is not ours to overwrite: report and leave it.
-      unhold(id, added, leased)
       table.insert(set_aside, id)
       table.insert(set_aside, 'status key ' .. status_key .. ' is not a string')
       publish(channel, 'job_failed', id, ts, 'failed', error_field('status key is not a string'))
