@@ -349,6 +349,32 @@ def test_a_held_job_whose_status_key_has_another_type_stays_held(queue: QueueSer
     assert queue_key_contents(queue) == before and queue.is_job_processing("held")
 
 
+def key_contents(client: redis.Redis, key: str) -> object:
+    kind = client.type(key).decode()
+    if kind == "string":
+        return client.get(key)
+    if kind == "zset":
+        return client.zrange(key, 0, -1, withscores=True)
+    return (kind, client.lrange(key, 0, -1)) if kind == "list" else kind
+
+
+@pytest.mark.parametrize("bad_key", ["data", "status", "queue"])
+@pytest.mark.parametrize("job_id", ["added-before", "new"])
+def test_adding_a_job_over_a_key_of_another_type_changes_nothing(queue: QueueService, bad_key: str,
+                                                                job_id: str) -> None:
+    # One job's add proves the key types by its own writes and undoes them on refusal.
+    queue.add_job({"id": "added-before", "count": 1})
+    keys = queue.keys
+    bad = {"data": keys.data(job_id), "status": keys.status(job_id), "queue": keys.queue}[bad_key]
+    queue.redis.delete(bad)
+    queue.redis.rpush(bad, "not", "a", "string")
+    watched = (keys.data(job_id), keys.status(job_id), keys.queue)
+    before = [key_contents(queue.redis, key) for key in watched]
+    with pytest.raises(WrongKeyTypeError, match=bad):
+        queue.add_job({"id": job_id, "count": 2})
+    assert [key_contents(queue.redis, key) for key in watched] == before
+
+
 def test_save_job_result_refuses_a_results_key_of_the_wrong_type(queue: QueueService) -> None:
     queue.redis.sadd(queue.keys.results("r"), "x")
     with pytest.raises(WrongKeyTypeError, match="results:r"):

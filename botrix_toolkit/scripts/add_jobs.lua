@@ -14,10 +14,37 @@
 -- ARGV[3i+1]     id of job i
 -- ARGV[3i+2]     job JSON of job i
 -- ARGV[3i+3]     priority of job i (integer)
--- Returns the number of jobs added, or a WRONGTYPE error before any write.
+-- Returns the number of jobs added, or a WRONGTYPE error with nothing changed.
 local queue, ttl, channel, ts = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local jobs = (#KEYS - 1) / 2
 
+if jobs == 1 then
+  -- One job (add_job): its own writes prove the key types, and a failing one
+  -- undoes those before it; three up-front checks would cost a call each.
+  -- SET ... GET refuses a key of another type without writing it.
+  local id, body, priority = ARGV[4], ARGV[5], ARGV[6]
+  local data_key, status_key = KEYS[2], KEYS[3]
+  local function restore(key, old_value)  -- an undone key keeps the fresh TTL
+    if old_value then redis.call('SET', key, old_value, 'KEEPTTL') else redis.call('DEL', key) end
+  end
+  local old_data = redis.pcall('SET', data_key, body, 'EX', ttl, 'GET')
+  if type(old_data) == 'table' then refuse_type(data_key, 'string') end
+  local old_status = redis.pcall('SET', status_key, 'pending', 'EX', ttl, 'GET')
+  if type(old_status) == 'table' then
+    restore(data_key, old_data)
+    refuse_type(status_key, 'string')
+  end
+  if type(redis.pcall('ZADD', queue, -tonumber(priority), id)) == 'table' then
+    restore(data_key, old_data)
+    restore(status_key, old_status)
+    refuse_type(queue, 'zset')
+  end
+  publish(channel, 'status_updated', id, ts, 'pending')
+  publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
+  return 1
+end
+
+-- Several jobs: all or none, so every key is checked before the first write.
 expect_type(queue, 'zset')
 for i = 1, jobs do
   expect_type(KEYS[2 * i], 'string')
