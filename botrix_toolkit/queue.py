@@ -61,6 +61,9 @@ ADD_CALLS_PER_ROUND_TRIP = 10
 STATUS_BATCH = 500
 # Every claimed job's status, looked up once rather than through the enum per job.
 _RUNNING = JobStatus.RUNNING.value
+# set_status's answer for one id (set_status.lua), as bytes or, from a client
+# that decodes responses, text.
+_CHANGED, _WRONG_TYPE = (b"c", "c"), (b"w", "w")
 # Orphans and finished ids one claim may pop before it returns to the caller.
 CLAIM_EXTRA_POPS = 1000
 
@@ -327,11 +330,21 @@ class QueueService:
         return job
 
     def _transition_one(self, job_id: str, status: JobStatus, event: str, error: str = "") -> None:
-        changed = self._set_status([validate_job_id(job_id)], status, event, "known", error)
-        if not changed:
-            raise JobNotFoundError(
-                f"no job {job_id!r}: not queued, not processing, and no key {self.keys.status(job_id)!r}"
+        # Every completion takes this path: the script is called here, without
+        # the list handling of _set_status (measurable between two round trips).
+        validate_job_id(job_id)
+        keys = self.keys
+        status_key = keys.status(job_id)
+        with self._script_head_errors:  # the script reports a status key of another type itself
+            outcome = self._scripts.set_status(
+                keys=(*keys.script_head, status_key),
+                args=(status.value, self.ttl, keys.updates, event, "known", error, int(time.time()), job_id),
             )
+        if outcome in _CHANGED:
+            return
+        if outcome in _WRONG_TYPE:
+            raise WrongKeyTypeError(f"key {status_key!r} is not a string: cannot store a status there")
+        raise JobNotFoundError(f"no job {job_id!r}: not queued, not processing, and no key {status_key!r}")
 
     def _transition_many(
         self, job_ids: Iterable[str], status: JobStatus, event: str, which: str
@@ -354,16 +367,12 @@ class QueueService:
             ))
         # One letter per id (set_status.lua): c changed, s skipped, w status key of another type.
         if "w" in outcome:
-            wrong_type = [job_id for job_id, letter in zip(ids, outcome) if letter == "w"]
-            self._refuse_wrong_status_keys(wrong_type, single=len(ids) == 1)
+            self._log_wrong_status_keys([job_id for job_id, letter in zip(ids, outcome) if letter == "w"])
         return [job_id for job_id, letter in zip(ids, outcome) if letter == "c"]
 
-    def _refuse_wrong_status_keys(self, wrong_type: list[str], single: bool) -> None:
-        bad_keys = [self.keys.status(job_id) for job_id in wrong_type]
-        if single:
-            raise WrongKeyTypeError(f"key {bad_keys[0]!r} is not a string: cannot store a status there")
-        for key in bad_keys:
-            logger.warning("skipped key %s: it is not a string, cannot store a status there", key)
+    def _log_wrong_status_keys(self, wrong_type: list[str]) -> None:
+        for job_id in wrong_type:
+            logger.warning("skipped key %s: it is not a string, cannot store a status there", self.keys.status(job_id))
 
     # -- leases, stalled jobs and orphans --------------------------------
     def renew_lease(self, job_id: str) -> bool:
