@@ -1,16 +1,21 @@
 """Settings from the environment, and the resources one dashboard server shares.
 
-The QueueService and the EventRecorder are ``st.cache_resource``: one per
-(server, prefix) for the whole Streamlit process, shared by every browser tab,
-so the recorder keeps recording between page refreshes and tabs.
+The QueueService, the EventRecorder and the queue-depth history are
+``st.cache_resource``: one per (server, prefix) for the whole Streamlit
+process, shared by every browser tab, so the recorder keeps recording and the
+depth chart keeps its past between page refreshes and tabs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from botrix_toolkit import QueueService
@@ -29,6 +34,9 @@ EMBEDDED_ENV = "BOTRIX_DASHBOARD_EMBEDDED"  # "1" when the CLI resolved the embe
 RECORDER_MAXLEN = 300_000
 # A dashboard should say "unreachable" quickly, not hang a refresh.
 SOCKET_TIMEOUT_S = 3.0
+# Queue depth: at most one sample a second however many tabs refresh; an hour kept.
+DEPTH_SAMPLE_INTERVAL_S = 1.0
+DEPTH_HISTORY_LEN = 3600
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,32 @@ def event_recorder(url: str | None, prefix: str, embedded_hint: bool) -> EventRe
     """One running EventRecorder per (url, prefix): ServerConnectionError when unreachable."""
     conn = connection(url, prefix, embedded_hint)
     return EventRecorder(conn.q, maxlen=RECORDER_MAXLEN).start()
+
+
+class DepthHistory:
+    """The queue's counts over time, sampled by every tab's refreshes, read by every tab."""
+
+    def __init__(self, maxlen: int = DEPTH_HISTORY_LEN) -> None:
+        self._rows: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()  # tabs refresh from their own threads
+
+    def record(self, taken_at: pd.Timestamp, stats: dict[str, int]) -> None:
+        """Keeps the sample unless the last one is under DEPTH_SAMPLE_INTERVAL_S older."""
+        with self._lock:
+            if self._rows and (taken_at - self._rows[-1]["timestamp"]).total_seconds() < DEPTH_SAMPLE_INTERVAL_S:
+                return
+            self._rows.append({"timestamp": taken_at, **stats})
+
+    def frame(self) -> pd.DataFrame:
+        """The samples, oldest first: a timestamp column and get_queue_stats()' counts."""
+        with self._lock:
+            return pd.DataFrame(list(self._rows))
+
+
+@st.cache_resource(show_spinner=False)
+def depth_history(url: str | None, prefix: str, embedded_hint: bool) -> DepthHistory:
+    """One DepthHistory per (url, prefix) for the whole dashboard process."""
+    return DepthHistory()
 
 
 def server_version(url: str | None, prefix: str, embedded_hint: bool) -> str | None:

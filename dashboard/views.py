@@ -10,7 +10,6 @@ message, and the next refresh tries again.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,8 +20,6 @@ from dashboard import controls, snapshot, state
 
 logger = logging.getLogger(__name__)
 
-_DEPTH_HISTORY = "botrix_depth_history"
-_DEPTH_HISTORY_LEN = 600
 _PENDING_SHOWN = "botrix_pending_shown"
 _PROCESSING_SHOWN = "botrix_processing_shown"
 _TABLE_GENERATION = "botrix_table_generation"
@@ -112,7 +109,7 @@ def live_view(conn: state.Connection, options: PageOptions) -> None:
             return
         live = _recent_activity(options, snap.taken_at)
         _headline(snap, live, options)
-        _charts(snap, live)
+        _charts(snap, live, options)
         _tables(conn, snap, options)
         st.caption(f"updated {snap.taken_at:%H:%M:%S} UTC"
                    + ("" if options.live else " · live updates paused"))
@@ -170,10 +167,10 @@ def _chart(where, figure, key: str) -> None:
     where.plotly_chart(figure, key=key)
 
 
-def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None) -> None:
+def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None, options: PageOptions) -> None:
     left, right = st.columns(2)
     _chart(left, snapshot.queue_figures(snap)["priority"], "chart_priority")
-    _chart(right, _depth_figure(snap), "chart_depth")
+    _chart(right, _depth_figure(snap, options), "chart_depth")
     if live is None:
         st.info("Live charts start when the event recorder can subscribe to the server.")
         return
@@ -184,11 +181,11 @@ def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None) -> Non
     _chart(right, figures["run"], "chart_run")
 
 
-def _depth_figure(snap: snapshot.QueueSnapshot):
-    """Queue depth from this tab's refreshes (stats rows kept in the session)."""
-    history: deque = st.session_state.setdefault(_DEPTH_HISTORY, deque(maxlen=_DEPTH_HISTORY_LEN))
-    history.append({"timestamp": snap.taken_at, **snap.stats})
-    return plots.queue_depth_figure(analysis.queue_depth(pd.DataFrame(list(history))))
+def _depth_figure(snap: snapshot.QueueSnapshot, options: PageOptions):
+    """Queue depth from the refreshes of every tab of this dashboard (state.DepthHistory)."""
+    history = state.depth_history(*state.settings_key(options.settings))
+    history.record(snap.taken_at, snap.stats)
+    return plots.queue_depth_figure(analysis.queue_depth(history.frame()))
 
 
 def _tables(conn: state.Connection, snap: snapshot.QueueSnapshot, options: PageOptions) -> None:

@@ -7,15 +7,18 @@ row selection of a table cannot be driven here: the browser test covers them.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from botrix_toolkit import QueueService, cli
 from botrix_toolkit.server import free_port
+from dashboard.state import DEPTH_SAMPLE_INTERVAL_S, DepthHistory
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 TIMEOUT_S = 60  # the first run imports plotly and pandas; generous on a shared machine
@@ -294,6 +297,45 @@ def test_page_recovers_when_the_server_comes_back(
         assert metrics(at)["pending"] == "2"
     finally:
         EmbeddedServer(data_dir=tmp_path).stop()
+
+
+def chart_spec(at: AppTest, title: str) -> dict[str, Any]:
+    """The plotly figure of the chart with that title, as the page sent it."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        spec = getattr(getattr(node, "proto", None), "spec", "")
+        if spec and json.loads(spec).get("layout", {}).get("title", {}).get("text") == title:
+            found.append(json.loads(spec))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    assert len(found) == 1, f"{len(found)} charts titled {title!r}"
+    return found[0]
+
+
+def depth_samples(at: AppTest) -> int:
+    return max(len(trace.get("x", [])) for trace in chart_spec(at, "Queue depth")["data"])
+
+
+def test_every_tab_draws_the_queue_depth_sampled_by_all(page_env: None, queue: QueueService) -> None:
+    queue.add_job({"id": "d1"})
+    assert depth_samples(run_page()) == 1
+    time.sleep(DEPTH_SAMPLE_INTERVAL_S + 0.1)
+    queue.add_job({"id": "d2"})
+    # a new tab (session) starts with the first one's sample, and adds its own
+    assert depth_samples(run_page()) == 2
+
+
+def test_depth_history_keeps_one_sample_a_second_and_a_bounded_past() -> None:
+    history = DepthHistory(maxlen=3)
+    start = pd.Timestamp("2026-11-28T10:00:00Z")
+    for offset_s, pending in [(0, 5), (0.4, 6), (1.0, 7), (2.5, 8), (4.0, 9)]:
+        history.record(start + pd.Timedelta(seconds=offset_s), {"queue_length": pending})
+    frame = history.frame()
+    assert frame["queue_length"].tolist() == [7, 8, 9]  # 6 came too soon; 5 fell off the end
+    assert frame["timestamp"].is_monotonic_increasing
 
 
 def test_several_prefixes_give_a_queue_picker_and_an_all_queues_view(
