@@ -300,15 +300,23 @@ def test_a_queue_key_of_the_wrong_type_is_refused_naming_it(queue: QueueService,
     assert queue.redis.exists(queue.keys.data("new")) == 0
 
 
+def key_contents(client: redis.Redis, key: str) -> object:
+    """What a key holds, by its type (lease times included); another type as its name."""
+    kind = client.type(key).decode()
+    if kind == "string":
+        return client.get(key)
+    if kind == "zset":
+        return client.zrange(key, 0, -1, withscores=True)
+    if kind == "set":
+        return sorted(client.smembers(key))
+    return (kind, client.lrange(key, 0, -1)) if kind == "list" else kind
+
+
 def queue_key_contents(q: QueueService) -> dict[str, object]:
-    """Queue, processing and leases as they are, lease times included; a key of another type as its type."""
-    def read(key: str) -> object:
-        kind = q.redis.type(key).decode()
-        if kind == "zset":
-            return q.redis.zrange(key, 0, -1, withscores=True)
-        return sorted(q.redis.smembers(key)) if kind == "set" else kind
+    """Queue, processing and leases as they are."""
     keys = q.keys
-    return {"queue": read(keys.queue), "processing": read(keys.processing), "leases": read(keys.leases)}
+    return {name: key_contents(q.redis, key)
+            for name, key in (("queue", keys.queue), ("processing", keys.processing), ("leases", keys.leases))}
 
 
 def test_job_keys_of_the_wrong_type_are_reported_and_set_aside(queue: QueueService) -> None:
@@ -347,15 +355,6 @@ def test_a_held_job_whose_status_key_has_another_type_stays_held(queue: QueueSer
     with pytest.raises(WrongKeyTypeError, match="status:held"):
         queue.complete_job("held")
     assert queue_key_contents(queue) == before and queue.is_job_processing("held")
-
-
-def key_contents(client: redis.Redis, key: str) -> object:
-    kind = client.type(key).decode()
-    if kind == "string":
-        return client.get(key)
-    if kind == "zset":
-        return client.zrange(key, 0, -1, withscores=True)
-    return (kind, client.lrange(key, 0, -1)) if kind == "list" else kind
 
 
 @pytest.mark.parametrize("bad_key", ["data", "status", "queue"])
