@@ -32,6 +32,7 @@ from botrix_toolkit.cluster import (
 from botrix_toolkit.events import EventRecorder
 from botrix_toolkit.groups import QueueGroup
 from botrix_toolkit.worker import Worker
+from tests import waiting
 
 
 @pytest.fixture(scope="session")
@@ -66,12 +67,8 @@ def delete_cluster_keys(client: RedisCluster, prefix: str) -> None:
             node_redis.unlink(*keys)
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    waiting.wait_for(condition, what, timeout=10.0)
 
 
 def recorder_on_another_node(q: QueueService) -> EventRecorder:

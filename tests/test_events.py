@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -18,16 +17,13 @@ from botrix_toolkit.bench_events import event_messages, measure_against_publishe
 from botrix_toolkit.errors import ServerConnectionError
 from botrix_toolkit.events import EventRecorder, RecordedEvents
 from botrix_toolkit.frames import EVENT_COLUMNS, GAP_COLUMNS, empty_frame
+from tests import waiting
 
 WAIT_S = 60.0  # generous upper bound for a condition; never a speed assertion
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    waiting.wait_for(condition, what, timeout=WAIT_S)
 
 
 def event(job_id: str, name: str = "job_added", **data: object) -> bytes:

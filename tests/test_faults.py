@@ -26,16 +26,13 @@ from botrix_toolkit import QueueService, ServerConnectionError, ServerTimeoutErr
 from botrix_toolkit.events import EventRecorder
 from botrix_toolkit.server import EmbeddedServer, free_port
 from botrix_toolkit.worker import Worker
+from tests import waiting
 
 PREFIX = "faults:jobs"
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    waiting.wait_for(condition, what, timeout=30.0)
 
 
 def fsync_always(url: str) -> None:

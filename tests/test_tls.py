@@ -14,7 +14,7 @@ import logging
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,17 +27,14 @@ from cryptography.x509.oid import NameOID
 from botrix_toolkit import QueueService, ServerConnectionError
 from botrix_toolkit.events import EventRecorder
 from botrix_toolkit.server import EmbeddedServer, free_port
+from tests import waiting
 
 USER, PASSWORD = "botrix-app", "s3cret-Pa55-word"
 PREFIX = "tls:jobs"
 
 
-def wait_for(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    waiting.wait_for(condition, what, timeout=10.0)
 
 
 def assert_no_secret(caplog: pytest.LogCaptureFixture, *texts: str) -> None:
