@@ -224,19 +224,27 @@ def _start_cli_worker(redis_url: str, prefix: str, handler: str, *extra: str) ->
     )
 
 
+def _sigterm_once_holding(process: subprocess.Popen, queue: QueueService, job_id: str,
+                          sigterms: int) -> tuple[str, str]:
+    """Sends SIGTERM ``sigterms`` times once the worker holds the job; its stdout and stderr."""
+    try:
+        _wait_for(lambda: queue.is_job_processing(job_id), f"the worker to claim {job_id}", process=process)
+        for number in range(sigterms):
+            if number:
+                time.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=LIVENESS_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_sigterm_finishes_the_held_job_then_exits(queue: QueueService, redis_url: str,
                                                   key_prefix: str) -> None:
     first = queue.add_job({"count": 10, "priority": "high"})  # 1 s in handlers.slow
     second = queue.add_job({"count": 1, "priority": "low"})
     process = _start_cli_worker(redis_url, key_prefix, "handlers:slow")
-    try:
-        _wait_for(lambda: queue.is_job_processing(first), "the worker to claim the first job",
-                  process=process)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=LIVENESS_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    out, err = _sigterm_once_holding(process, queue, first, sigterms=1)
     assert process.returncode == 0, err
     assert queue.get_job_status(first) == "completed"
     assert json.loads(queue.get_job_result(first)) == "slept"
@@ -249,16 +257,7 @@ def test_second_sigterm_returns_the_held_job(queue: QueueService, redis_url: str
                                              key_prefix: str) -> None:
     job_id = queue.add_job({"count": 600})  # 60 s in handlers.slow
     process = _start_cli_worker(redis_url, key_prefix, "handlers:slow")
-    try:
-        _wait_for(lambda: queue.is_job_processing(job_id), "the worker to claim the job",
-                  process=process)
-        process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=LIVENESS_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    out, err = _sigterm_once_holding(process, queue, job_id, sigterms=2)
     assert process.returncode == 0, err
     assert queue.get_job_status(job_id) == "pending"
     assert not queue.is_job_processing(job_id)
