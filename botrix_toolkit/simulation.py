@@ -38,7 +38,7 @@ from .cluster import node_client
 from .events import EventRecorder, RecordedEvents
 from .frames import STATS_COLUMNS, empty_frame
 from .models import Job
-from .node_pipelines import queue_pipeline
+from .node_pipelines import run_on_queue_node
 from .queue import QueueService
 from .scenarios import JobFactory, Scenario, job_id, service_time
 from .server import redact_url
@@ -535,11 +535,11 @@ def check_conservation(q: QueueService, run_tag: str, added: int) -> dict[str, A
     keys = q.keys
     for start in range(0, added, _CONSERVATION_CHUNK):
         ids = [job_id(run_tag, n) for n in range(start, min(added, start + _CONSERVATION_CHUNK))]
-        pipe = queue_pipeline(q.redis, q.keys)
-        pipe.mget([keys.status(i) for i in ids])
-        pipe.zmscore(keys.queue, ids)
-        pipe.smismember(keys.processing, ids)
-        statuses, scores, held = pipe.execute()
+        statuses, scores, held = run_on_queue_node(q.redis, keys, [
+            lambda pipe, ids=ids: pipe.mget([keys.status(i) for i in ids]),
+            lambda pipe, ids=ids: pipe.zmscore(keys.queue, ids),
+            lambda pipe, ids=ids: pipe.smismember(keys.processing, ids),
+        ])
         for job, status, score, is_held in zip(ids, statuses, scores, held):
             status = status.decode() if status is not None else None
             if status in ("completed", "failed", "cancelled"):
