@@ -92,6 +92,21 @@ class Comparison:
         return self.ratio >= self.target_ratio
 
 
+def delete_keys_under(client: redis.Redis, prefix: str, unlink: bool = True, batch_size: int = 10_000) -> int:
+    """Deletes every key starting with ``prefix`` in batches (a benchmark's leftovers); returns how many."""
+    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+    delete = client.unlink if unlink else client.delete
+    removed, batch = 0, []
+    for key in client.scan_iter(match=pattern, count=batch_size):
+        batch.append(key)
+        if len(batch) >= batch_size:
+            removed += delete(*batch)
+            batch.clear()
+    if batch:
+        removed += delete(*batch)
+    return removed
+
+
 def _rate(count: int, work: Callable[[], None]) -> float:
     started = time.perf_counter()
     work()
@@ -140,14 +155,7 @@ class QueueBenchmark:
     def _cleanup(self, keys: QueueKeys) -> None:
         # DEL, not UNLINK: memory freed in the background would compete with
         # the next measurement for the machine's two cores.
-        batch = []
-        for key in self.client.scan_iter(match=f"{keys.prefix}:*", count=10_000):
-            batch.append(key)
-            if len(batch) >= 10_000:
-                self.client.delete(*batch)
-                batch.clear()
-        if batch:
-            self.client.delete(*batch)
+        delete_keys_under(self.client, f"{keys.prefix}:", unlink=False)
 
     def _measure(self, count: int, work: Callable[[QueueKeys], None]) -> float:
         keys = self._fresh_keys()

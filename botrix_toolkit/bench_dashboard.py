@@ -26,6 +26,7 @@ from types import ModuleType
 
 import redis
 
+from .bench import delete_keys_under
 from .cli_dashboard import app_path
 from .keys import QueueKeys
 from .queries import HIGH_SCORES, LOW_SCORES, NORMAL_SCORES
@@ -121,19 +122,6 @@ def _baseline_refresh(client: redis.Redis, keys: QueueKeys, top_n: int) -> None:
     pipe.execute()
 
 
-def _delete_prefix(client: redis.Redis, prefix: str) -> int:
-    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
-    removed, batch = 0, []
-    for key in client.scan_iter(match=pattern, count=DELETE_BATCH):
-        batch.append(key)
-        if len(batch) >= DELETE_BATCH:
-            removed += client.unlink(*batch)
-            batch.clear()
-    if batch:
-        removed += client.unlink(*batch)
-    return removed
-
-
 def run_dashboard_refresh_benchmark(
     url: str | None = None, jobs: int = 1_000_000, refreshes: int = 15, top_n: int = 100,
     progress: Callable[[int], None] | None = None,
@@ -172,7 +160,7 @@ def run_dashboard_refresh_benchmark(
         return RefreshBenchmark(jobs, prefix, dict(seen), refreshes, fill_s, refresh_ms,
                                 baseline_ms)
     finally:
-        removed = _delete_prefix(q.redis, prefix)
+        removed = delete_keys_under(q.redis, prefix, batch_size=DELETE_BATCH)
         logger.info("deleted %d benchmark keys under %s", removed, prefix)
         q.close()
 

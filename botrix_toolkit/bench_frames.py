@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 import redis
 
+from .bench import delete_keys_under
 from .queue import QueueService
 
 CHUNK = 10_000
@@ -129,7 +130,5 @@ def run_frame_benchmark(
             toolkit_peak_mib=peak_memory_mib(url, q.keys.prefix),
         )
     finally:
-        keys = list(client.scan_iter(match=f"{q.keys.prefix}:*", count=10_000))
-        for start in range(0, len(keys), 10_000):
-            client.unlink(*keys[start : start + 10_000])
+        delete_keys_under(client, f"{q.keys.prefix}:")
         client.close()
