@@ -18,6 +18,7 @@ from uuid import uuid4
 import pytest
 import redis
 
+from botrix_toolkit.bench import delete_keys_under
 from botrix_toolkit.server import EmbeddedServer, free_port, redact_url
 
 if TYPE_CHECKING:
@@ -129,18 +130,8 @@ def queue(redis_url: str, key_prefix: str) -> Iterator[QueueService]:
 
 def delete_keys_with_prefix(url: str, prefix: str) -> int:
     """UNLINK every key starting with ``prefix``; return how many were removed."""
-    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
     client = redis.Redis.from_url(url)
-    removed = 0
     try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=pattern, count=500):
-            batch.append(key)
-            if len(batch) >= 500:
-                removed += client.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += client.unlink(*batch)
+        return delete_keys_under(client, prefix, batch_size=500)
     finally:
         client.close()
-    return removed
