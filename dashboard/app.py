@@ -1,24 +1,16 @@
 """The botrix queue dashboard: page layout only (``botrix dashboard`` runs it).
 
-Settings come from the environment (see dashboard/state.py); the widgets live
-in dashboard/views.py (what is shown) and dashboard/controls.py (actions).
+Settings come from the environment (see state.py); the widgets live in
+views.py (what is shown) and controls.py (actions). Installed as the package
+``botrix_toolkit.dashboard``, and imported only by that name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import streamlit as st
-
-# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the repo
-# root: add it so the widget modules import as the `dashboard` package.
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from dashboard import auth, controls, snapshot, state, views  # noqa: E402
+from botrix_toolkit.dashboard import auth, controls, snapshot, state, views
 
 st.set_page_config(page_title="botrix queue", page_icon=":material/queue:", layout="wide")
 settings = state.settings_from_env()

@@ -13,14 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
+from botrix_toolkit.dashboard import snapshot, state
 
-from botrix_toolkit import (
-    BotrixError,
-    InvalidInputError,
-    JobNotFoundError,
-    ServerConnectionError,
-)
-from dashboard import snapshot, state
+from botrix_toolkit import BotrixError, InvalidInputError, JobNotFoundError, ServerConnectionError
 
 logger = logging.getLogger(__name__)
 

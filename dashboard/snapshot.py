@@ -1,6 +1,6 @@
 """What one dashboard refresh reads and computes: plain data, no Streamlit.
 
-Kept free of Streamlit so that ``botrix_toolkit.bench_dashboard`` can time
+Kept free of Streamlit so that ``botrix_toolkit.bench.dashboard`` can time
 exactly the work a refresh does. Nothing here scans the whole queue: counts
 come from ``get_queue_stats`` (server-side ZCARD/ZCOUNT), the table reads only
 the first ``top_n`` jobs, and the live figures use only the last minutes of
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from botrix_toolkit import analysis, plots
+from botrix_toolkit.frames import analysis, plots
 
 if TYPE_CHECKING:
     from botrix_toolkit import QueueService

@@ -19,9 +19,10 @@ import pandas as pd
 import streamlit as st
 
 from botrix_toolkit import QueueService
-from botrix_toolkit.events import EventRecorder
-from botrix_toolkit.keys import DEFAULT_PREFIX
-from botrix_toolkit.server import redact_url, resolve_url
+from botrix_toolkit.core.keys import DEFAULT_PREFIX
+from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.frames.events import EventRecorder
+from botrix_toolkit.server.connect import resolve_url
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
+from botrix_toolkit.dashboard import controls, snapshot, state
 
-from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError, analysis, plots
-from dashboard import controls, snapshot, state
+from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError
+from botrix_toolkit.frames import analysis, plots
 
 logger = logging.getLogger(__name__)
 

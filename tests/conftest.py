@@ -18,11 +18,13 @@ from uuid import uuid4
 import pytest
 import redis
 
-from botrix_toolkit.bench import delete_keys_under
-from botrix_toolkit.server import EmbeddedServer, free_port, redact_url
+from botrix_toolkit.core.cleanup import delete_keys_under
+from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.server.embedded import EmbeddedServer
+from botrix_toolkit.server.ports import free_port
 
 if TYPE_CHECKING:
-    from botrix_toolkit.queue import QueueService
+    from botrix_toolkit.core.queue import QueueService
 
 EMBEDDED = "embedded"
 TEST_URLS_ENV = "BOTRIX_TEST_REDIS_URLS"
@@ -118,7 +120,7 @@ def key_prefix() -> str:
 @pytest.fixture
 def queue(redis_url: str, key_prefix: str) -> Iterator[QueueService]:
     """A QueueService under ``key_prefix``; its keys are deleted after the test."""
-    from botrix_toolkit.queue import QueueService
+    from botrix_toolkit.core.queue import QueueService
 
     service = QueueService.from_url(redis_url, prefix=key_prefix)
     try:

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from botrix_toolkit.models import Job
+from botrix_toolkit.core.models import Job
 
 
 def echo(job: Job) -> dict:

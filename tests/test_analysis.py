@@ -7,7 +7,8 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from botrix_toolkit.analysis import (
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.frames.analysis import (
     LATENCY_DTYPES,
     PRIORITY_LABEL_DTYPE,
     THROUGHPUT_COLUMNS,
@@ -19,7 +20,6 @@ from botrix_toolkit.analysis import (
     summary,
     throughput,
 )
-from botrix_toolkit.errors import InvalidInputError
 
 T0 = pd.Timestamp("2026-11-27 22:00:00", tz="UTC")
 UTC_NS = "datetime64[ns, UTC]"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from botrix_toolkit.bench import Comparison, QueueBenchmark
-from botrix_toolkit.keys import QueueKeys
-from botrix_toolkit.queue import QueueService
+from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
+from botrix_toolkit.core.keys import QueueKeys
+from botrix_toolkit.core.queue import QueueService
 from tests.conftest import delete_keys_with_prefix
 
 SENTINEL = b"--end of test--"

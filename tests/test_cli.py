@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from botrix_toolkit import cli
-from botrix_toolkit.server import EmbeddedServer, free_port
+from botrix_toolkit.cli import main as cli
+from botrix_toolkit.server.embedded import EmbeddedServer
+from botrix_toolkit.server.ports import free_port
 
 
 def botrix(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

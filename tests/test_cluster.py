@@ -19,19 +19,18 @@ import redis
 from redis.cluster import RedisCluster
 
 from botrix_toolkit import InvalidInputError, Job, JobNotFoundError, QueueService, SlotMovingError
-from botrix_toolkit.bench_cluster import run_cluster_benchmark
-from botrix_toolkit.cluster import (
-    LocalCluster,
+from botrix_toolkit.bench.cluster import run_cluster_benchmark
+from botrix_toolkit.core.cluster_routing import (
     cluster_client,
     hash_tag,
     node_client,
     prefix_slot,
     require_hash_tag,
-    spread_prefixes,
 )
-from botrix_toolkit.events import EventRecorder
-from botrix_toolkit.groups import QueueGroup
-from botrix_toolkit.worker import Worker
+from botrix_toolkit.frames.events import EventRecorder
+from botrix_toolkit.frames.groups import QueueGroup
+from botrix_toolkit.server.local_cluster import LocalCluster, spread_prefixes
+from botrix_toolkit.sim.worker import Worker
 from tests import waiting
 
 
@@ -97,7 +96,7 @@ def test_hash_tag_follows_the_cluster_rule(prefix: str, tag: str | None) -> None
 def test_every_key_of_a_tagged_queue_is_in_one_slot() -> None:
     from redis.crc import key_slot
 
-    from botrix_toolkit.keys import QueueKeys
+    from botrix_toolkit.core.keys import QueueKeys
 
     keys = QueueKeys("{botrix:jobs}")
     names = [keys.queue, keys.processing, keys.leases, keys.data("a"), keys.status("b:c"),

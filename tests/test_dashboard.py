@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from botrix_toolkit.dashboard.state import DEPTH_SAMPLE_INTERVAL_S, DepthHistory
 from streamlit.testing.v1 import AppTest
 
-from botrix_toolkit import QueueService, cli
-from botrix_toolkit.server import free_port
-from dashboard.state import DEPTH_SAMPLE_INTERVAL_S, DepthHistory
+from botrix_toolkit import QueueService
+from botrix_toolkit.cli import main as cli
+from botrix_toolkit.server.ports import free_port
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 TIMEOUT_S = 60  # the first run imports plotly and pandas; generous on a shared machine
@@ -272,7 +273,7 @@ def test_cli_refuses_a_public_host_without_a_password(
 def test_page_recovers_when_the_server_comes_back(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, key_prefix: str
 ) -> None:
-    from botrix_toolkit.server import EmbeddedServer
+    from botrix_toolkit.server.embedded import EmbeddedServer
 
     port = free_port()
     server = EmbeddedServer(data_dir=tmp_path, port=port)

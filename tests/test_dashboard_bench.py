@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from botrix_toolkit.bench_dashboard import HELD_JOBS, run_dashboard_refresh_benchmark
+from botrix_toolkit.bench.dashboard import HELD_JOBS, run_dashboard_refresh_benchmark
 
 
 def test_refresh_benchmark_fills_times_and_cleans_up(redis_url: str,

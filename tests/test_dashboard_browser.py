@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from botrix_toolkit import QueueService
-from botrix_toolkit.server import free_port
+from botrix_toolkit.server.ports import free_port
 
 pytestmark = pytest.mark.browser
 

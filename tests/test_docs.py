@@ -32,7 +32,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 def test_the_readme_names_every_botrix_command() -> None:
-    from botrix_toolkit.cli import build_parser
+    from botrix_toolkit.cli.main import build_parser
 
     parser = build_parser()
     subcommands = next(a for a in parser._actions if a.dest == "command").choices

@@ -13,10 +13,10 @@ import pandas.testing as pdt
 import pytest
 import redis
 
-from botrix_toolkit.bench_events import event_messages, measure_against_publisher
-from botrix_toolkit.errors import ServerConnectionError
-from botrix_toolkit.events import EventRecorder, RecordedEvents
-from botrix_toolkit.frames import EVENT_COLUMNS, GAP_COLUMNS, empty_frame
+from botrix_toolkit.bench.events import event_messages, measure_against_publisher
+from botrix_toolkit.core.errors import ServerConnectionError
+from botrix_toolkit.frames.event_frames import EVENT_COLUMNS, GAP_COLUMNS, empty_frame
+from botrix_toolkit.frames.events import EventRecorder, RecordedEvents
 from tests import waiting
 
 WAIT_S = 60.0  # generous upper bound for a condition; never a speed assertion
@@ -257,7 +257,7 @@ def test_stop_is_prompt_while_idle(redis_client: redis.Redis, channel: str) -> N
 
 
 def test_start_fails_clearly_without_a_server() -> None:
-    from botrix_toolkit.server import free_port
+    from botrix_toolkit.server.ports import free_port
 
     client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
     rec = EventRecorder(client, channel="x")
@@ -267,7 +267,7 @@ def test_start_fails_clearly_without_a_server() -> None:
 
 
 def test_queue_service_default_channel_gets_the_queue_events(queue) -> None:
-    from botrix_toolkit.models import Job
+    from botrix_toolkit.core.models import Job
 
     with EventRecorder(queue) as rec:
         assert rec.channel == queue.keys.updates

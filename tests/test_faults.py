@@ -23,9 +23,10 @@ import pytest
 import redis
 
 from botrix_toolkit import QueueService, ServerConnectionError, ServerTimeoutError
-from botrix_toolkit.events import EventRecorder
-from botrix_toolkit.server import EmbeddedServer, free_port
-from botrix_toolkit.worker import Worker
+from botrix_toolkit.frames.events import EventRecorder
+from botrix_toolkit.server.embedded import EmbeddedServer
+from botrix_toolkit.server.ports import free_port
+from botrix_toolkit.sim.worker import Worker
 from tests import waiting
 
 PREFIX = "faults:jobs"

@@ -10,7 +10,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from botrix_toolkit.frames import (
+from botrix_toolkit.frames.event_frames import (
     EVENT_COLUMNS,
     MALFORMED_COLUMNS,
     STATS_COLUMNS,

@@ -19,15 +19,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from botrix_toolkit import (
-    CorruptJobError,
-    InvalidInputError,
-    Job,
-    Priority,
-    QueueService,
-    WrongKeyTypeError,
-)
-from botrix_toolkit.server import EmbeddedServer
+from botrix_toolkit import CorruptJobError, InvalidInputError, Job, Priority, QueueService, WrongKeyTypeError
+from botrix_toolkit.server.embedded import EmbeddedServer
 
 PROPERTY = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,

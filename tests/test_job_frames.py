@@ -9,9 +9,9 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from botrix_toolkit.frames import STATS_COLUMNS
-from botrix_toolkit.job_frames import PENDING_COLUMNS, PROCESSING_COLUMNS
-from botrix_toolkit.queue import QueueService
+from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.frames.event_frames import STATS_COLUMNS
+from botrix_toolkit.frames.job_frames import PENDING_COLUMNS, PROCESSING_COLUMNS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
 
@@ -176,8 +176,8 @@ def test_stats_frame_is_one_row_with_timestamp_and_concatenates(queue: QueueServ
 
 @pytest.mark.parametrize("method", ["pending_jobs_frame", "processing_frame", "stats_frame"])
 def test_frames_of_an_unreachable_server_raise_a_connection_error_naming_it(method: str) -> None:
-    from botrix_toolkit.errors import ServerConnectionError
-    from botrix_toolkit.server import free_port
+    from botrix_toolkit.core.errors import ServerConnectionError
+    from botrix_toolkit.server.ports import free_port
 
     port = free_port()
     q = QueueService.from_url(f"redis://:topsecret@127.0.0.1:{port}/0", socket_timeout=1,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from botrix_toolkit.errors import CorruptJobError, InvalidInputError
-from botrix_toolkit.models import GO_ZERO_TIME, Job, JobStatus, Priority
+from botrix_toolkit.core.errors import CorruptJobError, InvalidInputError
+from botrix_toolkit.core.models import GO_ZERO_TIME, Job, JobStatus, Priority
 from tests.go_json import OMIT_EMPTY, assert_go_decodable
 
 
@@ -353,7 +353,7 @@ def test_from_dict_rejects_non_mappings(value: Any) -> None:
 ])
 def test_the_fast_path_of_adding_writes_what_from_dict_writes(given: dict[str, Any]) -> None:
     # plain_job_json is the fast twin of Job.from_dict + to_json: they must agree to the byte.
-    from botrix_toolkit.models import plain_job_json, utc_now
+    from botrix_toolkit.core.models import plain_job_json, utc_now
 
     fast = plain_job_json(given)
     assert fast is not None, "plain values take the fast path"

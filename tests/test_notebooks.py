@@ -20,7 +20,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from botrix_toolkit.server import EmbeddedServer, free_port, port_is_free
+from botrix_toolkit.server.embedded import EmbeddedServer
+from botrix_toolkit.server.ports import free_port, port_is_free
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 EXPECTED = ("01_queue_overview.ipynb", "02_event_analysis.ipynb", "03_offline_history.ipynb")

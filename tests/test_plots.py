@@ -7,11 +7,11 @@ import ast
 import pandas as pd
 import pytest
 
-import botrix_toolkit.analysis
-import botrix_toolkit.plots
-from botrix_toolkit.analysis import latency, queue_depth, throughput
-from botrix_toolkit.errors import InvalidInputError
-from botrix_toolkit.plots import (
+import botrix_toolkit.frames.analysis
+import botrix_toolkit.frames.plots
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.frames.analysis import latency, queue_depth, throughput
+from botrix_toolkit.frames.plots import (
     NO_DATA_TEXT,
     PRIORITY_COLORS,
     latency_figure,
@@ -159,7 +159,7 @@ def test_no_figure_contains_the_password_from_event_data() -> None:
 
 
 def test_plots_and_analysis_import_neither_redis_nor_streamlit() -> None:
-    for module in (botrix_toolkit.analysis, botrix_toolkit.plots):
+    for module in (botrix_toolkit.frames.analysis, botrix_toolkit.frames.plots):
         tree = ast.parse(open(module.__file__, encoding="utf-8").read())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}

@@ -7,7 +7,7 @@ import re
 import pytest
 import redis
 
-from botrix_toolkit.scripting import SCRIPT_NAMES, script_source
+from botrix_toolkit.core.scripting import SCRIPT_NAMES, script_source
 
 
 @pytest.mark.parametrize("name", SCRIPT_NAMES)

@@ -13,16 +13,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from botrix_toolkit.errors import BotrixError, EmbeddedServerError
-from botrix_toolkit.server import (
-    STATE_FILE,
-    EmbeddedServer,
-    default_data_dir,
-    free_port,
-    port_is_free,
-    redact_url,
-    resolve_url,
-)
+from botrix_toolkit.core.errors import BotrixError, EmbeddedServerError
+from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.core.settings import botrix_home
+from botrix_toolkit.server.connect import resolve_url
+from botrix_toolkit.server.embedded import STATE_FILE, EmbeddedServer
+from botrix_toolkit.server.ports import free_port, port_is_free
 
 
 def pid_alive(pid: int) -> bool:
@@ -102,7 +98,7 @@ def test_two_objects_on_one_data_dir_share_one_server(server: EmbeddedServer) ->
 
 def test_concurrent_starts_in_two_processes_end_with_one_server(server: EmbeddedServer) -> None:
     code = (
-        "import sys; from botrix_toolkit.server import EmbeddedServer; "
+        "import sys; from botrix_toolkit.server.embedded import EmbeddedServer; "
         "print(EmbeddedServer(data_dir=sys.argv[1], port=int(sys.argv[2])).start())"
     )
     args = [sys.executable, "-c", code, str(server.data_dir), str(server.requested_port)]
@@ -239,14 +235,14 @@ def test_default_data_dir_follows_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("BOTRIX_HOME", str(tmp_path / "home"))
-    assert default_data_dir() == tmp_path / "home"
+    assert botrix_home() == tmp_path / "home"
     monkeypatch.delenv("BOTRIX_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert default_data_dir() == tmp_path / "xdg" / "botrix"
+    assert botrix_home() == tmp_path / "xdg" / "botrix"
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
-    assert default_data_dir() == tmp_path / "user" / ".local" / "share" / "botrix"
-    assert EmbeddedServer().data_dir == default_data_dir()
+    assert botrix_home() == tmp_path / "user" / ".local" / "share" / "botrix"
+    assert EmbeddedServer().data_dir == botrix_home()
 
 
 @pytest.mark.parametrize(
@@ -296,7 +292,7 @@ def test_resolve_url_starts_the_embedded_server_without_url(
 
 
 def test_connect_returns_a_working_queue_service(embedded_server: EmbeddedServer) -> None:
-    from botrix_toolkit.server import connect
+    from botrix_toolkit.server.connect import connect
 
     url = embedded_server.url
     service = connect(url, prefix="test:connect:jobs")

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 import redis
 
-from botrix_toolkit import analysis
-from botrix_toolkit.errors import InvalidInputError
-from botrix_toolkit.events import EventRecorder
-from botrix_toolkit.max_throughput import measure_max_throughput
-from botrix_toolkit.queue import QueueService
-from botrix_toolkit.scenarios import SCENARIO_DIR, JobFactory, Scenario, parse_priority_mix
-from botrix_toolkit.simulation import SimulationResult, check_conservation, run_simulation
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.frames import analysis
+from botrix_toolkit.frames.events import EventRecorder
+from botrix_toolkit.sim.max_throughput import measure_max_throughput
+from botrix_toolkit.sim.scenarios import SCENARIO_DIR, JobFactory, Scenario, parse_priority_mix
+from botrix_toolkit.sim.simulation import SimulationResult, check_conservation, run_simulation
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = {"drain_s": 60, "stats_interval_s": 0.25, "users": 20}
@@ -157,7 +157,7 @@ def test_job_count_without_duration(queue: QueueService) -> None:
 def test_command_line_options_override_the_scenario_file() -> None:
     import argparse
 
-    from botrix_toolkit.cli_simulate import register, scenario_from_args
+    from botrix_toolkit.cli.simulate import register, scenario_from_args
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

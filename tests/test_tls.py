@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from botrix_toolkit import QueueService, ServerConnectionError
-from botrix_toolkit.events import EventRecorder
-from botrix_toolkit.server import EmbeddedServer, free_port
+from botrix_toolkit.frames.events import EventRecorder
+from botrix_toolkit.server.embedded import EmbeddedServer
+from botrix_toolkit.server.ports import free_port
 from tests import waiting
 
 USER, PASSWORD = "botrix-app", "s3cret-Pa55-word"

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from botrix_toolkit import Job, QueueService
-from botrix_toolkit.keys import QueueKeys
+from botrix_toolkit.core.keys import QueueKeys
 from tests.go_json import GO_KINDS, assert_go_decodable
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from botrix_toolkit.queue import QueueService
-from botrix_toolkit.server import EmbeddedServer, free_port
-from botrix_toolkit.worker import RETRIES_FIELD, Worker
+from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.server.embedded import EmbeddedServer
+from botrix_toolkit.server.ports import free_port
+from botrix_toolkit.sim.worker import RETRIES_FIELD, Worker
 from tests import handlers
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,1 @@
+"""The benchmarks behind ``botrix bench``: every figure beside a raw baseline of the same run."""

@@ -1,0 +1,115 @@
+"""``botrix bench``: throughput of the toolkit as ratios to raw baselines."""
+
+from __future__ import annotations
+
+import argparse
+
+import redis
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from botrix_toolkit.bench.cluster import run_cluster_benchmark
+from botrix_toolkit.bench.events import run_recorder_benchmark
+from botrix_toolkit.bench.frames import FrameBenchmarkResult, run_frame_benchmark
+from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
+from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.server.connect import resolve_url
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="measure throughput against raw redis-py baselines (ratios, same run)",
+        description="Runs each toolkit operation and a raw redis-py baseline with the same "
+        "effects on one server, in one run, and prints jobs per second and their ratio. "
+        "Uses a key prefix of its own (botrix:bench:*) and deletes it afterwards.",
+    )
+    bench.add_argument("--redis-url", default=None, help="server (default: BOTRIX_REDIS_URL, else the embedded one)")
+    bench.add_argument("--jobs", type=int, default=2000, help="jobs for the one-by-one measurements")
+    bench.add_argument("--bulk-jobs", type=int, default=30_000, help="jobs for the bulk measurements")
+    bench.add_argument("--rounds", type=int, default=9,
+                       help="interleaved rounds of the queue measurements; each rate is their median, each "
+                            "ratio the median of the rounds' own ratios (many short rounds outvote a noisy moment)")
+    bench.add_argument("--frame-jobs", type=int, default=1_000_000,
+                       help="pending jobs for the frame measurement (filling takes about a minute per million)")
+    bench.add_argument("--recorder-seconds", type=float, default=10.0,
+                       help="seconds of flat-out publishing for the recorder measurement")
+    bench.add_argument("--only", default="queue,frames,events",
+                       help="comma-separated sections to run: queue, frames, events, cluster "
+                            "(cluster starts three local Valkey primaries unless --cluster-url is given)")
+    bench.add_argument("--cluster-url", default=None,
+                       help="any node of a cluster for the cluster section (default: a local one)")
+    bench.set_defaults(handler=run)
+
+
+def comparisons_table(title: str, comparisons: list[Comparison]) -> Table:
+    table = Table(title=title)
+    for column in ("operation", "jobs/s", "baseline", "baseline jobs/s", "ratio", "rounds' range", "target", ""):
+        table.add_column(column, justify="right" if column.endswith(("s", "ratio", "range", "target")) else "left")
+    for c in comparisons:
+        table.add_row(
+            c.name, f"{c.toolkit_rate:,.0f}", c.baseline_name, f"{c.baseline_rate:,.0f}",
+            f"{c.ratio:.2f}x", f"{min(c.round_ratios):.2f}-{max(c.round_ratios):.2f}",
+            f">= {c.target_ratio:.2f}x", "ok" if c.meets_target else "BELOW",
+        )
+    return table
+
+
+def frames_table(result: FrameBenchmarkResult) -> Table:
+    table = Table(title=f"pending_jobs_frame, {result.jobs:,} pending jobs")
+    for column in ("measure", "value", "target"):
+        table.add_column(column)
+    table.add_row("raw baseline (ZRANGE + MGET + json + DataFrame)",
+                  f"{result.raw_seconds:.2f} s ({result.jobs / result.raw_seconds:,.0f} jobs/s)", "")
+    table.add_row("pending_jobs_frame", f"{result.toolkit_seconds:.2f} s "
+                  f"({result.jobs / result.toolkit_seconds:,.0f} jobs/s)", "")
+    table.add_row("time ratio to raw", f"{result.ratio:.2f}x", "<= 1.50x " + ("ok" if result.ratio <= 1.5 else "ABOVE"))
+    table.add_row("Go-style two GETs per job", f"{result.go_style_rate:,.0f} jobs/s", "")
+    table.add_row("peak memory added", f"{result.toolkit_peak_mib:,.0f} MiB",
+                  "< 1536 MiB at 1M " + ("ok" if result.toolkit_peak_mib < 1536 else "ABOVE"))
+    return table
+
+
+def recorder_table(result: dict) -> Table:
+    table = Table(title=f"event capture, flat-out publisher for {result['seconds']:g} s")
+    for column in ("subscriber", "sent", "received", "lost", "published/s", "received/s"):
+        table.add_column(column, justify="left" if column == "subscriber" else "right")
+    for name, key in (("redis-py PubSub.listen()", "pubsub_listen"), ("EventRecorder", "recorder"),
+                      ("EventRecorder, one burst", "burst")):
+        row = result[key]
+        table.add_row(name, f"{row['sent']:,}", f"{row['received']:,}", f"{row['lost']:,}",
+                      f"{row['publish_rate']:,.0f}", f"{row['receive_rate']:,.0f}")
+    table.caption = (f"recorder received/published ratio {result['ratio']:.2f} "
+                     "(target: 0 lost, >= 400,000 received/s)")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    url, embedded = resolve_url(args.redis_url)
+    sections = {name.strip() for name in args.only.split(",")}
+    console = Console(width=max(Console().width, 120))
+    console.print(f"server: {redact_url(url)}{' (embedded)' if embedded else ''}")
+    client = redis.Redis.from_url(url)
+    try:
+        if "queue" in sections:
+            console.print(f"queue operations: {args.jobs:,} jobs one by one, {args.bulk_jobs:,} in bulk, "
+                          f"median of {args.rounds} interleaved rounds ...")
+            results = QueueBenchmark(client, args.jobs, args.bulk_jobs).run(args.rounds)
+            console.print(comparisons_table("queue operations", results))
+        if "frames" in sections:
+            with Progress(transient=True, console=console) as progress:
+                task = progress.add_task(f"filling {args.frame_jobs:,} jobs", total=args.frame_jobs)
+                result = run_frame_benchmark(
+                    url, args.frame_jobs, lambda done, total: progress.update(task, completed=done)
+                )
+            console.print(frames_table(result))
+        if "cluster" in sections:
+            console.print("cluster: 1 queue vs 3 queues spread over the nodes ...")
+            console.print(str(run_cluster_benchmark(args.cluster_url)))
+        if "events" in sections:
+            console.print(f"event capture: {args.recorder_seconds:g} s per subscriber ...")
+            console.print(recorder_table(run_recorder_benchmark(url, args.recorder_seconds)))
+    finally:
+        client.close()
+    return 0

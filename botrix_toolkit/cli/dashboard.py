@@ -1,0 +1,98 @@
+"""``botrix dashboard``: run the Streamlit dashboard (``botrix_toolkit.dashboard``) on a queue.
+
+The options reach the app through environment variables (BOTRIX_REDIS_URL,
+BOTRIX_PREFIX, BOTRIX_DASHBOARD_EMBEDDED), because ``streamlit run`` owns the
+command line. The page binds to 127.0.0.1; any other address requires
+BOTRIX_DASHBOARD_PASSWORD, which the page then asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.core.keys import DEFAULT_PREFIX
+from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.server.connect import resolve_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8501
+PASSWORD_ENV = "BOTRIX_DASHBOARD_PASSWORD"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def app_path() -> Path:
+    """The installed dashboard app (``botrix_toolkit/dashboard/app.py``), which Streamlit runs."""
+    from importlib import resources
+
+    return Path(str(resources.files("botrix_toolkit.dashboard") / "app.py"))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dashboard", help="run the live dashboard in a browser (Streamlit)",
+        description="Serve the live queue dashboard with Streamlit. It listens on 127.0.0.1 "
+                    f"unless --host says otherwise; any other host requires {PASSWORD_ENV}, "
+                    "and the page then asks for that password.",
+    )
+    parser.add_argument("--redis-url", default=None,
+                        help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX,
+                        help=f"queue key prefix (default {DEFAULT_PREFIX}); several, comma-separated, "
+                             "give a queue picker and an all-queues view")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST}; others need "
+                             f"{PASSWORD_ENV})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.set_defaults(handler=run)
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line for the dashboard."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button on a team's dashboard
+        "--server.address", host,
+        "--server.port", str(port),
+    ]
+
+
+def dashboard_environment(url: str, prefix: str, embedded: bool) -> dict[str, str]:
+    """The process environment plus the app's settings."""
+    env = dict(os.environ)
+    env.update({"BOTRIX_REDIS_URL": url, "BOTRIX_PREFIX": prefix,
+                "BOTRIX_DASHBOARD_EMBEDDED": "1" if embedded else "0"})
+    return env
+
+
+def check_exposure(host: str) -> None:
+    """Refuse a non-loopback address unless a dashboard password is set."""
+    if host not in LOOPBACK_HOSTS and not os.environ.get(PASSWORD_ENV):
+        raise InvalidInputError(
+            f"--host {host} would expose the dashboard beyond this machine; set "
+            f"{PASSWORD_ENV} to a password (the page will ask for it) or use --host 127.0.0.1"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    check_exposure(args.host)
+    if not 0 < args.port < 65536:
+        raise InvalidInputError(f"--port must be 1..65535; got {args.port}")
+    url, embedded = resolve_url(args.redis_url)
+    command = streamlit_command(args.host, args.port)
+    print(f"botrix dashboard on http://{args.host}:{args.port} · server {redact_url(url)}"
+          f"{' (embedded)' if embedded else ''} · prefix {args.prefix}", flush=True)
+    logger.info("running %s", " ".join(command))
+    # exec, not a child process: signals (Ctrl-C, SIGTERM from a supervisor)
+    # reach Streamlit directly and no orphan is left behind
+    os.execve(command[0], command, dashboard_environment(url, args.prefix, embedded))
+    return 0  # pragma: no cover - execve does not return

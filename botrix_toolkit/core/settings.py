@@ -1,0 +1,46 @@
+"""Environment variables the toolkit reads, and where it keeps its files.
+
+Every ``BOTRIX_*`` name is spelled here only; the CLI, the embedded server
+and the dashboard read them through these constants.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The server URL used when none is given (else the embedded server).
+URL_ENV = "BOTRIX_REDIS_URL"
+#: Where the embedded server and simulation runs keep their files.
+HOME_ENV = "BOTRIX_HOME"
+#: The queue prefix(es) the dashboard shows, comma separated (set by `botrix dashboard`).
+PREFIX_ENV = "BOTRIX_PREFIX"
+#: The password the dashboard asks for; required to listen beyond loopback.
+DASHBOARD_PASSWORD_ENV = "BOTRIX_DASHBOARD_PASSWORD"
+#: "1" when `botrix dashboard` resolved the embedded server.
+DASHBOARD_EMBEDDED_ENV = "BOTRIX_DASHBOARD_EMBEDDED"
+
+
+def botrix_home() -> Path:
+    """``$BOTRIX_HOME``, else ``$XDG_DATA_HOME/botrix``, else ``~/.local/share/botrix``.
+
+    Never inside the installed package: everything the toolkit writes (the
+    embedded server's data, simulation runs) goes here or where the user says.
+    """
+    if home := os.environ.get(HOME_ENV):
+        return Path(home).expanduser()
+    if xdg := os.environ.get("XDG_DATA_HOME"):
+        return Path(xdg).expanduser() / "botrix"
+    return Path.home() / ".local" / "share" / "botrix"
+
+
+def runs_dir() -> Path:
+    """Where `botrix simulate` saves a run by default: ``<botrix_home>/runs``."""
+    return botrix_home() / "runs"
+
+
+def bundled_data_dir() -> Path:
+    """The ``data/`` folder shipped in the wheel (scenarios, alert rules, samples); read-only."""
+    from importlib import resources
+
+    return Path(str(resources.files("botrix_toolkit.data")))

@@ -1,0 +1,281 @@
+"""Throughput, latency and queue-depth tables: events or stats frame in, frame out.
+
+The inputs are the lead's frames (see ``frames.py``): the *events frame* (one row
+per pub/sub message, in receive order) and the *stats frame* (one row per
+``get_queue_stats`` snapshot). Everything here is vectorised (group-wise shifts
+per job, no Python loop per row), so a million events take a few seconds.
+
+How the event sequence is read (WIRE_FORMAT.md): every operation publishes a
+``status_updated`` and usually a second, named event for the same change
+(``status_updated(completed)`` + ``job_completed``). Counting both would count
+the job twice, so each row is turned into the job *state* it implies and only a
+change of state counts. ``status_updated`` is the canonical signal (the Go
+``UpdateJobStatus`` can complete a job without ``job_completed``); a named
+terminal event still counts when no ``status_updated`` announced it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.core.models import Priority
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_LEVELS: tuple[str, ...] = ("high", "normal", "low")
+# Ordered so that high > normal > low in comparisons and sorts.
+PRIORITY_LABEL_DTYPE = pd.CategoricalDtype(["low", "normal", "high"], ordered=True)
+THROUGHPUT_COLUMNS: tuple[str, ...] = (
+    "added", "started", "completed", "failed", "cancelled", "requeued", "recovered",
+)
+LATENCY_DTYPES: dict[str, object] = {
+    "job_id": "string", "attempt": "int64", "priority": "Int64",
+    "priority_label": PRIORITY_LABEL_DTYPE, "added_at": "datetime64[ns, UTC]",
+    "started_at": "datetime64[ns, UTC]", "ended_at": "datetime64[ns, UTC]",
+    "wait_s": "float64", "run_s": "float64", "outcome": "string",
+}
+QUEUE_DEPTH_COLUMNS: tuple[str, ...] = ("high", "normal", "low", "processing", "total")
+_STATS_TO_DEPTH = {"high_priority": "high", "normal_priority": "normal",
+                   "low_priority": "low", "processing_count": "processing"}
+# The job state a named event implies (status_updated carries its own).
+_EVENT_STATE = {"job_completed": "completed", "job_failed": "failed",
+                         "job_cancelled": "cancelled", "job_added": "pending"}
+_UTC_NS = "datetime64[ns, UTC]"
+# Working text dtype: missing is NaN, so comparisons give plain bool (False where missing).
+_TEXT = pd.StringDtype(na_value=np.nan)
+
+
+def priority_label(priority: pd.Series) -> pd.Series:
+    """The level each priority counts in (ordered categorical high > normal > low).
+
+    Above 2 is high, below 0 is low, as in ``Priority.label_of``; <NA> stays <NA>.
+    """
+    values = pd.Series(priority, copy=False).astype("Int64")
+    labels = {int(v): Priority.label_of(int(v)) for v in values.dropna().unique()}
+    return values.map(labels).astype(PRIORITY_LABEL_DTYPE)
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            raise InvalidInputError(f"{what} frame has no column {column!r}; "
+                                    f"it has {list(frame.columns)}")
+
+
+def _event_times(events: pd.DataFrame) -> pd.Series:
+    """Receive time (sub-second) where known, else the message's whole-second time."""
+    if "received_at" not in events.columns and "timestamp" not in events.columns:
+        raise InvalidInputError("events frame has no column 'received_at' or 'timestamp'")
+    times = pd.Series(pd.NaT, index=events.index, dtype=_UTC_NS)
+    for column in ("timestamp", "received_at"):  # the later one wins where present
+        if column in events.columns:
+            own = pd.to_datetime(events[column], utc=True).astype(_UTC_NS)
+            times = own.where(own.notna(), times)
+    return times
+
+
+def _classify(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per event (frame order) with what it means for its job.
+
+    Columns: time, job_id, event, status, job (int code), state (the job state the row
+    implies, or missing), transition (state differs from the job's previous state),
+    requeue_failure (a failed that the next step re-adds), add_kind (added /
+    requeued / recovered on job_added rows).
+    """
+    _require(events, ("event", "job_id", "status"), "events")
+    rows = pd.DataFrame({
+        "time": _event_times(events).array,
+        "job_id": events["job_id"].astype(_TEXT).array,
+        "event": events["event"].astype(_TEXT).array,
+        # Go accepts "processing" as a synonym and stores it as "running".
+        "status": events["status"].astype(_TEXT).replace("processing", "running").array,
+    })
+    rows["job"] = pd.factorize(rows["job_id"])[0]
+    is_update = rows["event"] == "status_updated"
+    state = rows["event"].map(_EVENT_STATE).astype(_TEXT)
+    rows["state"] = state.where(~is_update, rows["status"])
+    current = rows.groupby("job", sort=False)["state"].ffill()
+    previous = current.groupby(rows["job"], sort=False).shift(1)
+    rows["transition"] = (rows["state"].notna()
+                          & (previous.isna() | (previous != rows["state"]))).fillna(False)
+
+    # Context of a job_added: the step before it, ignoring the status_updated(pending)
+    # that every add publishes first. failed -> requeue, job_recovered -> recovery.
+    step = rows["event"].where(~is_update, "status_" + rows["status"].fillna(""))
+    context_rows = step[step != "status_pending"]
+    context_job = rows.loc[context_rows.index, "job"]
+    before = context_rows.groupby(context_job, sort=False).shift(1)
+    after = context_rows.groupby(context_job, sort=False).shift(-1)
+    kind = np.select([(before == "job_recovered").to_numpy(),
+                      (before == "status_failed").to_numpy()], ["recovered", "requeued"], "added")
+    add_kind = pd.Series(kind, index=context_rows.index, dtype=_TEXT)
+    rows["add_kind"] = add_kind.where(context_rows == "job_added").reindex(rows.index)
+    requeued = (context_rows == "status_failed") & (after == "job_added")
+    rows["requeue_failure"] = requeued.reindex(rows.index, fill_value=False).astype(bool)
+    return rows
+
+
+def throughput(events: pd.DataFrame, freq: str = "1s") -> pd.DataFrame:
+    """Jobs per time bin, each state change of each job counted once.
+
+    Index: ``time`` (UTC), the start of every bin of length ``freq`` from the first
+    to the last event, with zero rows where nothing happened. Columns (int64):
+    added (a new job, or an id reused after it ended), started (taken by a worker),
+    completed, failed (final failures only), cancelled, requeued (failed and put
+    back in the queue), recovered (a stalled job put back). Bins use ``received_at``
+    where present (sub-second), else the message ``timestamp``.
+    """
+    rows = _classify(events)
+    is_state = rows["transition"].to_numpy()
+    state = rows["state"]
+    flags = {
+        "added": rows["add_kind"] == "added",
+        "started": is_state & (state == "running"),
+        "completed": is_state & (state == "completed"),
+        "failed": is_state & (state == "failed") & ~rows["requeue_failure"],
+        "cancelled": is_state & (state == "cancelled"),
+        "requeued": rows["add_kind"] == "requeued",
+        "recovered": rows["add_kind"] == "recovered",
+    }
+    counted = pd.DataFrame({name: flag.fillna(False).astype("int64")
+                            for name, flag in flags.items()})
+    bins = rows["time"].dt.floor(freq)
+    table = counted.groupby(bins.rename("time")).sum()
+    if bins.notna().any():
+        full = pd.date_range(bins.min(), bins.max(), freq=freq, name="time").as_unit("ns")
+    else:
+        full = pd.DatetimeIndex([], dtype=_UTC_NS, name="time", freq=freq)
+    table = table.reindex(full, fill_value=0).astype("int64")
+    return table[list(THROUGHPUT_COLUMNS)]
+
+
+def latency(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per attempt: how long each job waited in the queue and ran.
+
+    An attempt starts at a ``job_added`` (a requeued job served twice has attempts
+    1 and 2; an id reused after it ended also counts on). Events of a job seen
+    before its first ``job_added`` in the history are ignored. Columns: job_id,
+    attempt (1-based), priority (Int64, from the job_added), priority_label,
+    added_at / started_at / ended_at (UTC, NaT when not yet), wait_s (seconds from
+    added to running, NaN if never started), run_s (seconds from running to the
+    end, NaN if not ended or never started), outcome (completed, failed, requeued,
+    cancelled, recovered, or <NA> while still queued or running). Sorted by
+    added_at.
+    """
+    _require(events, ("priority",), "events")
+    rows = _classify(events)
+    rows["priority"] = pd.Series(events["priority"], copy=False).astype("Int64").array
+    rows["attempt"] = (rows["event"] == "job_added").astype("int64").groupby(rows["job"]).cumsum()
+    rows = rows[rows["attempt"] > 0]
+    keys = ["job", "attempt"]
+
+    adds = rows[rows["event"] == "job_added"].set_index(keys)
+    out = adds[["job_id", "priority"]].copy()
+    out["added_at"] = adds["time"]
+    starts = rows[rows["transition"] & (rows["state"] == "running")]
+    out["started_at"] = starts.groupby(keys)["time"].first()
+
+    ends = rows[(rows["transition"] & rows["state"].isin(["completed", "failed", "cancelled"]))
+                | (rows["event"] == "job_recovered")].copy()
+    outcome = ends["state"].where(ends["event"] != "job_recovered", "recovered")
+    ends["outcome"] = outcome.where(~ends["requeue_failure"], "requeued")
+    first_end = ends.groupby(keys)[["time", "outcome"]].first()
+    out["ended_at"] = first_end["time"]
+    out["outcome"] = first_end["outcome"]
+
+    out["started_at"] = out["started_at"].astype(_UTC_NS)
+    out["ended_at"] = out["ended_at"].astype(_UTC_NS)
+    second = pd.Timedelta(seconds=1)
+    out["wait_s"] = (out["started_at"] - out["added_at"]) / second
+    out["run_s"] = (out["ended_at"] - out["started_at"]) / second
+    out["priority_label"] = priority_label(out["priority"])
+    out = out.reset_index().sort_values(["added_at", "job_id", "attempt"], kind="stable")
+    return out[list(LATENCY_DTYPES)].astype(LATENCY_DTYPES).reset_index(drop=True)
+
+
+def _group_rows(frame: pd.DataFrame, by: str) -> tuple[list[object], pd.Series]:
+    """Row labels for a by-level table (+ "all") and the key of each input row."""
+    keys = frame[by]
+    if by == "priority_label":
+        return [*PRIORITY_LEVELS, "all"], keys.astype("string")
+    return [*sorted(keys.dropna().unique().tolist(), key=str), "all"], keys
+
+
+def summary(latency_frame: pd.DataFrame, by: str = "priority_label") -> pd.DataFrame:
+    """Wait and run time statistics per group, plus an "all" row.
+
+    Index: the values of ``by`` (for priority_label always high, normal, low, then
+    all). Columns: wait_count, wait_mean_s, wait_p50_s, wait_p90_s, wait_p99_s,
+    wait_max_s and the same for run_ (seconds; counts are int64 and only count
+    attempts with that duration known; percentiles are linearly interpolated).
+    """
+    _require(latency_frame, ("wait_s", "run_s", by), "latency")
+    labels, keys = _group_rows(latency_frame, by)
+    columns: dict[str, pd.Series] = {}
+    for metric, prefix in (("wait_s", "wait"), ("run_s", "run")):
+        values = latency_frame[metric].astype("float64")
+        groups = {label: values if label == "all" else values[keys == label] for label in labels}
+        stats = {
+            "count": lambda v: int(v.count()),
+            "mean_s": lambda v: v.mean(),
+            "p50_s": lambda v: v.quantile(0.50),
+            "p90_s": lambda v: v.quantile(0.90),
+            "p99_s": lambda v: v.quantile(0.99),
+            "max_s": lambda v: v.max(),
+        }
+        for stat, compute in stats.items():
+            columns[f"{prefix}_{stat}"] = pd.Series(
+                [compute(groups[label].dropna()) for label in labels],
+                index=pd.Index(labels, name=by),
+                dtype="int64" if stat == "count" else "float64",
+            )
+    return pd.DataFrame(columns)
+
+
+def failure_rate(latency_frame: pd.DataFrame, by: str = "priority_label") -> pd.DataFrame:
+    """How attempts ended, per group plus an "all" row.
+
+    Columns (int64 counts of attempts): attempts, completed, failed, requeued,
+    cancelled, recovered, unfinished; failure_rate (float): failed / (completed +
+    failed), the share of finished jobs that failed for good (NaN when none ended).
+    """
+    _require(latency_frame, ("outcome", by), "latency")
+    labels, keys = _group_rows(latency_frame, by)
+    outcome = latency_frame["outcome"].astype("string").fillna("unfinished")
+    table = pd.crosstab(keys, outcome).reindex(index=labels[:-1], fill_value=0)
+    table.loc["all"] = table.sum()
+    names = ["completed", "failed", "requeued", "cancelled", "recovered", "unfinished"]
+    table = table.reindex(columns=names, fill_value=0).astype("int64")
+    table.insert(0, "attempts", table.sum(axis=1))
+    finished = (table["completed"] + table["failed"]).astype("float64")
+    table["failure_rate"] = table["failed"] / finished.where(finished > 0)
+    table.index.name, table.columns.name = by, None
+    return table
+
+
+def busiest(throughput_frame: pd.DataFrame, n: int = 5, column: str = "completed") -> pd.DataFrame:
+    """The ``n`` bins with the most ``column`` events, largest first (rows of the input)."""
+    _require(throughput_frame, (column,), "throughput")
+    return throughput_frame.nlargest(n, column, keep="first")
+
+
+def queue_depth(stats_snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Queue depth over time from stats-frame rows (concatenated snapshots).
+
+    Index: ``timestamp`` (UTC, sorted, a repeated timestamp keeps its last row).
+    Columns (int64): high, normal, low (pending jobs per level), processing (jobs
+    taken by workers), total (high + normal + low + processing).
+    """
+    _require(stats_snapshots, ("timestamp", *_STATS_TO_DEPTH), "stats")
+    depth = stats_snapshots[["timestamp", *_STATS_TO_DEPTH]].rename(columns=_STATS_TO_DEPTH)
+    depth["timestamp"] = pd.to_datetime(depth["timestamp"], utc=True).astype(_UTC_NS)
+    depth = depth.sort_values("timestamp", kind="stable")
+    depth = depth.drop_duplicates("timestamp", keep="last").set_index("timestamp")
+    depth = depth.astype("int64")
+    depth["total"] = depth[["high", "normal", "low", "processing"]].sum(axis=1).astype("int64")
+    return depth[list(QUEUE_DEPTH_COLUMNS)]

@@ -1,0 +1,160 @@
+"""Plotly figures of the queue: analysis frame in, ``plotly.graph_objects.Figure`` out.
+
+Notebooks and the dashboard call these same functions on the same frames, so a
+chart looks the same everywhere. Figures are built only from aggregate columns
+(counts and durations), never from a job's ``data``, so no secret can reach a
+chart. Each figure sets a fixed ``uirevision``: a live dashboard that redraws it
+every few seconds keeps the user's zoom and legend choices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.frames.analysis import PRIORITY_LEVELS, THROUGHPUT_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+# One colour per priority level, used by every figure that splits by priority.
+PRIORITY_COLORS: dict[str, str] = {"high": "#d62728", "normal": "#1f77b4", "low": "#7f7f7f"}
+PROCESSING_COLOR = "#ff7f0e"
+THROUGHPUT_COLORS: dict[str, str] = {
+    "added": "#1f77b4", "started": "#9467bd", "completed": "#2ca02c", "failed": "#d62728",
+    "cancelled": "#7f7f7f", "requeued": "#ff7f0e", "recovered": "#17becf",
+}
+TEMPLATE = "plotly_white"
+NO_DATA_TEXT = "no data yet"
+_STATS_KEYS = {"high": "high_priority", "normal": "normal_priority", "low": "low_priority"}
+# metric -> (title, axis label)
+_LATENCY_METRICS = {"wait_s": ("Wait in queue by priority", "wait, added to running (s)"),
+                    "run_s": ("Run time by priority", "run, running to end (s)")}
+_DEPTH_COLUMNS = ("high", "normal", "low", "processing")
+
+
+def _figure(name: str, title: str, x_title: str, y_title: str) -> go.Figure:
+    """An empty figure with the shared look; ``name`` keys the uirevision."""
+    figure = go.Figure()
+    figure.update_layout(
+        template=TEMPLATE,
+        title={"text": title},
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        uirevision=f"botrix-{name}",
+        legend_title_text="",
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+    )
+    return figure
+
+
+def _no_data(figure: go.Figure) -> go.Figure:
+    figure.add_annotation(text=NO_DATA_TEXT, showarrow=False, xref="paper", yref="paper",
+                          x=0.5, y=0.5, font={"size": 16, "color": "#888888"})
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            raise InvalidInputError(f"{what} frame has no column {column!r}; "
+                                    f"it has {list(frame.columns)}")
+
+
+def priority_distribution(stats: pd.DataFrame | Mapping[str, int]) -> go.Figure:
+    """Bar chart of pending jobs per priority level.
+
+    ``stats`` is a ``get_queue_stats()`` dict or a stats frame (its last row, the
+    latest snapshot, is drawn). One bar trace per level, named high/normal/low.
+    """
+    figure = _figure("priority-distribution", "Pending jobs by priority", "priority", "jobs")
+    if isinstance(stats, pd.DataFrame):
+        if stats.empty:
+            return _no_data(figure)
+        stats = stats.iloc[-1].to_dict()
+    missing = [key for key in _STATS_KEYS.values() if key not in stats]
+    if missing:
+        raise InvalidInputError(f"stats has no {missing[0]!r}; expected keys "
+                                f"{list(_STATS_KEYS.values())}")
+    counts = {level: int(stats[key]) for level, key in _STATS_KEYS.items()}
+    for level, count in counts.items():
+        figure.add_trace(go.Bar(x=[level], y=[count], name=level, text=[count],
+                                marker_color=PRIORITY_COLORS[level], showlegend=False))
+    if not any(counts.values()):
+        # An empty queue: a 0..1 axis and a word, not plotly's -1..1 around nothing.
+        figure.update_yaxes(range=[0, 1])
+        figure.add_annotation(text="queue empty", showarrow=False, xref="paper", yref="paper",
+                              x=0.5, y=0.5, font={"color": "#888", "size": 16})
+    return figure
+
+
+def _bin_seconds(index: pd.Index) -> float:
+    """Length of one throughput bin: the index's freq, else its smallest step, else 1 s."""
+    freq = getattr(index, "freq", None)
+    if freq is not None:
+        return pd.Timedelta(freq).total_seconds()
+    steps = pd.Series(index).diff().dropna()
+    steps = steps[steps > pd.Timedelta(0)]
+    return steps.min().total_seconds() if not steps.empty else 1.0
+
+
+def throughput_figure(
+    throughput_frame: pd.DataFrame, bin_seconds: float | None = None
+) -> go.Figure:
+    """Lines of jobs per second for each series of a ``throughput()`` frame.
+
+    Counts are divided by the bin length (``bin_seconds``, else taken from the
+    index), so the y axis reads jobs/s whatever ``freq`` made the frame.
+    """
+    figure = _figure("throughput", "Throughput", "time (UTC)", "jobs per second")
+    series = [name for name in THROUGHPUT_COLUMNS if name in throughput_frame.columns]
+    if throughput_frame.empty or not series:
+        return _no_data(figure)
+    seconds = bin_seconds if bin_seconds is not None else _bin_seconds(throughput_frame.index)
+    for name in series:
+        figure.add_trace(go.Scatter(
+            x=throughput_frame.index, y=throughput_frame[name].astype("float64") / seconds,
+            name=name, mode="lines", line={"color": THROUGHPUT_COLORS[name], "shape": "hv"},
+        ))
+    return figure
+
+
+def latency_figure(latency_frame: pd.DataFrame, metric: str = "wait_s") -> go.Figure:
+    """Box plot per priority level of ``wait_s`` or ``run_s`` from a ``latency()`` frame."""
+    if metric not in _LATENCY_METRICS:
+        raise InvalidInputError(f"metric must be one of {list(_LATENCY_METRICS)}; got {metric!r}")
+    title, axis_label = _LATENCY_METRICS[metric]
+    figure = _figure(f"latency-{metric}", title, "priority", axis_label)
+    _require(latency_frame, ("priority_label", metric), "latency")
+    levels = latency_frame["priority_label"].astype("string")
+    values = latency_frame[metric].astype("float64")
+    for level in PRIORITY_LEVELS:
+        chosen = values[(levels == level).fillna(False) & values.notna()]
+        if chosen.empty:
+            continue
+        figure.add_trace(go.Box(y=chosen.to_numpy(), name=level, boxpoints="outliers",
+                                marker_color=PRIORITY_COLORS[level], showlegend=False))
+    return figure if figure.data else _no_data(figure)
+
+
+def queue_depth_figure(depth_frame: pd.DataFrame) -> go.Figure:
+    """Stacked areas of pending jobs per level, with jobs in processing as a line."""
+    figure = _figure("queue-depth", "Queue depth", "time (UTC)", "jobs")
+    if depth_frame.empty:
+        return _no_data(figure)
+    _require(depth_frame, _DEPTH_COLUMNS, "queue depth")
+    for level in PRIORITY_LEVELS:
+        figure.add_trace(go.Scatter(
+            x=depth_frame.index, y=depth_frame[level], name=level, mode="lines",
+            stackgroup="pending", line={"color": PRIORITY_COLORS[level], "width": 1},
+        ))
+    figure.add_trace(go.Scatter(
+        x=depth_frame.index, y=depth_frame["processing"], name="processing", mode="lines",
+        line={"color": PROCESSING_COLOR, "width": 2, "dash": "dash"},
+    ))
+    return figure
