@@ -45,6 +45,9 @@ def _browser_or_skip() -> None:
         except ImportError:
             problem = "the playwright package is not installed (pip install playwright)"
     if problem is None:
+        from playwright.sync_api import expect
+
+        expect.set_options(timeout=WAIT_MS)  # expect() has its own 5 s default, apart from the page's
         return
     if os.environ.get("BOTRIX_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser test required (BOTRIX_REQUIRE_BROWSER=1) but {problem}")

@@ -27,11 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate", help="run a load simulation (producers, worker processes, crashes)",
         description="Run producers and worker processes against the queue, show live progress, "
                     "then print throughput, latency by priority and a conservation check, and "
-                    "save the events, stats and summary to data/runs/<name>/. "
+                    "save the events, stats and summary to $BOTRIX_HOME/runs/<name>/. "
                     f"Scenarios shipped: {available}.",
     )
     parser.add_argument("scenario", nargs="?", default="steady",
-                        help="scenario name in data/scenarios or path to a TOML file "
+                        help="a shipped scenario (listed above) or the path of a TOML file "
                              "(default: steady)")
     parser.add_argument("--redis-url", default=None,
                         help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the run; use another on a queue that real workers serve)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for events.parquet, stats.parquet, summary.json "
-                             "(default: data/runs/<name>)")
+                             "(default: $BOTRIX_HOME/runs/<name>)")
     parser.add_argument("--no-save", action="store_true", help="do not save the run")
     parser.add_argument("--quiet", "-q", action="store_true", help="no live display")
     group = parser.add_argument_group("--max", "highest sustained end-to-end throughput")
