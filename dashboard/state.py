@@ -21,16 +21,12 @@ import streamlit as st
 from botrix_toolkit import QueueService
 from botrix_toolkit.core.keys import DEFAULT_PREFIX
 from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.core.settings import DASHBOARD_EMBEDDED_ENV, DASHBOARD_PASSWORD_ENV, PREFIX_ENV, URL_ENV
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.connect import resolve_url
 
 logger = logging.getLogger(__name__)
 
-# Environment variables set by `botrix dashboard` (and usable by hand).
-URL_ENV = "BOTRIX_REDIS_URL"
-PREFIX_ENV = "BOTRIX_PREFIX"
-PASSWORD_ENV = "BOTRIX_DASHBOARD_PASSWORD"
-EMBEDDED_ENV = "BOTRIX_DASHBOARD_EMBEDDED"  # "1" when the CLI resolved the embedded server
 # Enough for several minutes of a busy queue; older events drop off.
 RECORDER_MAXLEN = 300_000
 # A dashboard should say "unreachable" quickly, not hang a refresh.
@@ -58,8 +54,8 @@ def settings_from_env() -> Settings:
     return Settings(
         url=os.environ.get(URL_ENV, "").strip() or None,
         prefix=prefixes[0],
-        password=os.environ.get(PASSWORD_ENV) or None,
-        embedded=os.environ.get(EMBEDDED_ENV) == "1",
+        password=os.environ.get(DASHBOARD_PASSWORD_ENV) or None,
+        embedded=os.environ.get(DASHBOARD_EMBEDDED_ENV) == "1",
         prefixes=prefixes,
     )
 

@@ -50,3 +50,51 @@ def test_the_code_passes_the_projects_linter() -> None:
 
     result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_quick_start_serves_the_dashboard_from_a_fresh_copy(tmp_path: Path) -> None:
+    """The README's first command, exactly as written, in a copy of the repository with no venv."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    from botrix_toolkit.server.ports import free_port
+
+    quick_start = README.split("## Quick start", 1)[1].split("```", 2)[1]
+    first = [line for line in quick_start.splitlines() if line and not line.startswith(("#", "bash"))][0]
+    assert first.endswith("botrix dashboard")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    copy = tmp_path / "botrix-toolkit"
+    for name in filter(None, tracked.decode().split("\0")):
+        target = copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((ROOT / name).read_bytes())
+    port = free_port()
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "BOTRIX_HOME": str(home / "botrix")}
+    env.pop("BOTRIX_REDIS_URL", None)
+    env.pop("VIRTUAL_ENV", None)
+    log = (tmp_path / "quick-start.log").open("w+")
+    # the port is the one thing added: the suite may run beside a dashboard on 8501
+    process = subprocess.Popen(["bash", "-c", f"{first} --port {port}"], cwd=copy, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600  # a venv and pip install first
+        body = b""
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                    body = reply.read()
+                    break
+            except OSError:
+                time.sleep(1)
+        log.seek(0)
+        assert body == b"ok", f"the dashboard did not come up:\n{log.read()[-3000:]}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+        log.close()
+        subprocess.run([str(copy / ".venv" / "bin" / "botrix"), "server", "stop"], env=env,
+                       capture_output=True, timeout=60)

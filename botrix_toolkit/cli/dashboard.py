@@ -17,13 +17,13 @@ from pathlib import Path
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.core.keys import DEFAULT_PREFIX
 from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.core.settings import DASHBOARD_EMBEDDED_ENV, DASHBOARD_PASSWORD_ENV, PREFIX_ENV, URL_ENV
 from botrix_toolkit.server.connect import resolve_url
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
-PASSWORD_ENV = "BOTRIX_DASHBOARD_PASSWORD"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "dashboard", help="run the live dashboard in a browser (Streamlit)",
         description="Serve the live queue dashboard with Streamlit. It listens on 127.0.0.1 "
-                    f"unless --host says otherwise; any other host requires {PASSWORD_ENV}, "
+                    f"unless --host says otherwise; any other host requires {DASHBOARD_PASSWORD_ENV}, "
                     "and the page then asks for that password.",
     )
     parser.add_argument("--redis-url", default=None,
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "give a queue picker and an all-queues view")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}; others need "
-                             f"{PASSWORD_ENV})")
+                             f"{DASHBOARD_PASSWORD_ENV})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on (default {DEFAULT_PORT})")
     parser.set_defaults(handler=run)
@@ -69,17 +69,16 @@ def streamlit_command(host: str, port: int) -> list[str]:
 def dashboard_environment(url: str, prefix: str, embedded: bool) -> dict[str, str]:
     """The process environment plus the app's settings."""
     env = dict(os.environ)
-    env.update({"BOTRIX_REDIS_URL": url, "BOTRIX_PREFIX": prefix,
-                "BOTRIX_DASHBOARD_EMBEDDED": "1" if embedded else "0"})
+    env.update({URL_ENV: url, PREFIX_ENV: prefix, DASHBOARD_EMBEDDED_ENV: "1" if embedded else "0"})
     return env
 
 
 def check_exposure(host: str) -> None:
     """Refuse a non-loopback address unless a dashboard password is set."""
-    if host not in LOOPBACK_HOSTS and not os.environ.get(PASSWORD_ENV):
+    if host not in LOOPBACK_HOSTS and not os.environ.get(DASHBOARD_PASSWORD_ENV):
         raise InvalidInputError(
             f"--host {host} would expose the dashboard beyond this machine; set "
-            f"{PASSWORD_ENV} to a password (the page will ask for it) or use --host 127.0.0.1"
+            f"{DASHBOARD_PASSWORD_ENV} to a password (the page will ask for it) or use --host 127.0.0.1"
         )
 
 
