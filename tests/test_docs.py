@@ -60,10 +60,9 @@ def test_the_quick_start_serves_the_dashboard_from_a_fresh_copy(tmp_path: Path) 
     import os
     import signal
     import subprocess
-    import time
-    import urllib.request
 
     from botrix_toolkit.server.ports import free_port
+    from tests.waiting import wait_for_dashboard
 
     quick_start = README.split("## Quick start", 1)[1].split("```", 2)[1]
     first = [line for line in quick_start.splitlines() if line and not line.startswith(("#", "bash"))][0]
@@ -84,17 +83,7 @@ def test_the_quick_start_serves_the_dashboard_from_a_fresh_copy(tmp_path: Path) 
     process = subprocess.Popen(["bash", "-c", f"{first} --port {port}"], cwd=copy, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 840
-        body = b""
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
-                    body = reply.read()
-                    break
-            except OSError:
-                time.sleep(1)
-        log.seek(0)
-        assert body == b"ok", f"the dashboard did not come up:\n{log.read()[-3000:]}"
+        wait_for_dashboard(f"http://127.0.0.1:{port}", process, log, timeout=840)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

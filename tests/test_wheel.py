@@ -14,8 +14,6 @@ import signal
 import site
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from botrix_toolkit.server.ports import free_port
+from tests.waiting import wait_for_dashboard
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 90
@@ -101,7 +100,7 @@ def test_an_installed_wheel_simulates_and_serves_the_dashboard_from_an_empty_fol
         dashboard = subprocess.Popen([botrix, "dashboard", "--port", str(port)], cwd=empty, env=env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            assert _health(f"http://127.0.0.1:{port}", dashboard) == b"ok", log.read()
+            wait_for_dashboard(f"http://127.0.0.1:{port}", dashboard, log, STARTUP_TIMEOUT_S)
         finally:
             os.killpg(dashboard.pid, signal.SIGTERM)
             dashboard.wait(20)
@@ -110,15 +109,3 @@ def test_an_installed_wheel_simulates_and_serves_the_dashboard_from_an_empty_fol
         subprocess.run([botrix, "server", "stop"], cwd=empty, env=env, capture_output=True, timeout=60)
     assert list(empty.iterdir()) == [], "a command wrote into the folder it was run from"
     assert _package_files(installed) == before, "a command wrote inside the installed package"
-
-
-def _health(url: str, process: subprocess.Popen) -> bytes:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"botrix dashboard exited with {process.returncode}"
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                return reply.read()
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"botrix dashboard did not answer within {STARTUP_TIMEOUT_S} s")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
+from typing import IO
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
@@ -13,3 +16,22 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def wait_for_dashboard(url: str, process: subprocess.Popen, log: IO[str], timeout: float) -> None:
+    """Waits until the dashboard at ``url`` answers its health check with ``ok``.
+
+    Fails with the end of the process's ``log`` when it exits first or ``timeout`` passes.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    log.seek(0)
+    state = f"exited with {process.returncode}" if process.poll() is not None else f"not up after {timeout} s"
+    raise AssertionError(f"the dashboard at {url} {state}:\n{log.read()[-3000:]}")
