@@ -37,3 +37,7 @@ class SlotMovingError(ServerConnectionError):
 
 class EmbeddedServerError(BotrixError, RuntimeError):
     """The embedded Valkey server could not be started or found."""
+
+
+class ScriptAssemblyError(BotrixError, RuntimeError):
+    """A Lua script of the package includes a helper the prelude does not define, or one twice."""

@@ -1,8 +1,11 @@
 """The Lua scripts of ``scripts/``: loaded once, called by SHA, errors translated.
 
 Each ``scripts/<name>.lua`` is one atomic operation; ``_prelude.lua`` holds the
-helpers they share, and each script gets the ones it uses put in front of it
-at load time (plain concatenation: no include syntax to learn).
+helpers they share, one per paragraph. A script names the helpers it calls with
+BullMQ's directive, ``--- @include "publish"`` (a helper names those it calls
+the same way), and gets just those put in front of it at load time. A Lua error
+from the server names ``user_script:<line>`` of that assembled text:
+``translated_errors`` turns it back into the file and line, ``claim_jobs.lua:68``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -21,6 +25,7 @@ from redis.exceptions import NoScriptError
 
 from botrix_toolkit.core.errors import (
     BotrixError,
+    ScriptAssemblyError,
     ServerConnectionError,
     ServerTimeoutError,
     SlotMovingError,
@@ -41,50 +46,169 @@ SCRIPT_NAMES = (
 )
 
 
-# A top-level definition of the prelude: "local function name(" or "local a, b".
-_DEFINED_NAMES = re.compile(r"^local (?:function )?([\w, ]+)", re.MULTILINE)
-# A Lua comment: a helper named only in a comment is not used.
-_COMMENT = re.compile(r"--[^\n]*")
+PRELUDE = "_prelude"
+
+# The whole line, as BullMQ writes it: --- @include "name"
+_INCLUDE = re.compile(r'--- @include "(\w+)"')
+# What is meant as one, to refuse a misspelt directive rather than read it as a comment.
+_INCLUDE_ATTEMPT = re.compile(r"\s*-{2,3}\s*@include\b")
+_HELPER_DEFINITION = re.compile(r"^local function (\w+)\(", re.MULTILINE)
+
+
+def _file_name(name: str) -> str:
+    return f"{name}.lua"
 
 
 def _read_script(name: str) -> str:
-    return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text(encoding="utf-8")
+    return (resources.files(__package__) / "scripts" / _file_name(name)).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Lines of one file (a script, or one helper of the prelude) and the helpers it includes.
+
+    ``lines`` holds (line number in the file, text) without the include
+    directives: what goes to the server.
+    """
+
+    file: str
+    lines: tuple[tuple[int, str], ...]
+    includes: tuple[str, ...]
+
+    @property
+    def code(self) -> str:
+        return "\n".join(text for _, text in self.lines)
+
+
+def parse_fragment(file: str, numbered_lines: Sequence[tuple[int, str]]) -> Fragment:
+    """Lines of ``file`` (numbered from 1) split into code and include directives."""
+    lines: list[tuple[int, str]] = []
+    includes: list[str] = []
+    for number, text in numbered_lines:
+        if not _INCLUDE_ATTEMPT.match(text):
+            lines.append((number, text))
+            continue
+        found = _INCLUDE.fullmatch(text.strip())
+        if found is None:
+            raise ScriptAssemblyError(f'{file}:{number}: write an include as --- @include "helper", not {text!r}')
+        if found[1] in includes:
+            raise ScriptAssemblyError(f"{file}:{number}: {found[1]!r} is included twice")
+        includes.append(found[1])
+    return Fragment(file, tuple(lines), tuple(includes))
 
 
 @cache
-def _prelude_helpers() -> list[tuple[frozenset[str], str]]:
-    """Each paragraph of the prelude that defines something, with the names it defines."""
-    helpers = []
-    for paragraph in _read_script("_prelude").split("\n\n"):
-        names = {name.strip() for found in _DEFINED_NAMES.findall(paragraph) for name in found.split(",")}
-        if names:
-            helpers.append((frozenset(names), paragraph.strip("\n")))
+def prelude_helpers() -> dict[str, Fragment]:
+    """Each paragraph of the prelude that defines a helper, by the helper's name, in file order.
+
+    A paragraph (lines between blank lines) defines at most one function,
+    with whatever state it alone needs; one of only comments is skipped.
+    """
+    file = _file_name(PRELUDE)
+    helpers: dict[str, Fragment] = {}
+    paragraph: list[tuple[int, str]] = []
+    numbered = list(enumerate(_read_script(PRELUDE).split("\n"), start=1))
+    for number, text in [*numbered, (len(numbered) + 1, "")]:
+        if text:
+            paragraph.append((number, text))
+            continue
+        if paragraph:
+            fragment = parse_fragment(file, paragraph)
+            defined = _HELPER_DEFINITION.findall(fragment.code)
+            if len(defined) > 1:
+                raise ScriptAssemblyError(f"{file}:{paragraph[0][0]}: one helper per paragraph, found {defined}")
+            if defined:
+                helpers[defined[0]] = fragment
+            paragraph = []
     return helpers
 
 
+def script_fragment(name: str) -> Fragment:
+    """A script's own lines and includes, as written in ``scripts/<name>.lua``."""
+    return parse_fragment(_file_name(name), list(enumerate(_read_script(name).split("\n"), start=1)))
+
+
+@dataclass(frozen=True)
+class AssembledScript:
+    """The text the server runs, and where each of its lines comes from (None: a separating blank line)."""
+
+    source: str
+    origins: tuple[tuple[str, int] | None, ...]
+
+    def location(self, line: int) -> str:
+        """``claim_jobs.lua:68`` for line ``line`` (from 1) of ``source``."""
+        origin = self.origins[line - 1] if 0 < line <= len(self.origins) else None
+        return f"{origin[0]}:{origin[1]}" if origin else f"line {line} of the assembled script"
+
+
 @cache
-def script_source(name: str) -> str:
-    """The Lua source of one operation, with the prelude helpers it uses in front.
+def assemble(name: str) -> AssembledScript:
+    """A script with the helpers it includes, and those they include, in front, in prelude order.
 
     Only those: the server runs a script's whole text on every call, and each
     helper defined costs it a closure (the prelude whole cost claim_jobs and
     set_status about a microsecond each).
     """
-    body = _read_script(name)
-    helpers = _prelude_helpers()
-    used, searched = set(), _COMMENT.sub("", body)
-    # A helper may use another (put_back uses publish): look again until none is added.
-    while True:
-        added = {
-            index for index, (names, _) in enumerate(helpers)
-            if index not in used and any(re.search(rf"\b{name}\b", searched) for name in names)
-        }
-        if not added:
-            break
-        used |= added
-        searched += _COMMENT.sub("", "".join(helpers[index][1] for index in added))
-    in_prelude_order = [text for index, (_, text) in enumerate(helpers) if index in used]
-    return "\n\n".join([*in_prelude_order, body])
+    return assemble_fragments(script_fragment(name), prelude_helpers())
+
+
+def assemble_fragments(body: Fragment, helpers: dict[str, Fragment]) -> AssembledScript:
+    """``body`` with the helpers it includes (and those they include) in front, in the order of ``helpers``."""
+    wanted: set[str] = set()
+    pending = [(body, helper) for helper in body.includes]
+    while pending:
+        includer, helper = pending.pop()
+        if helper not in helpers:
+            raise ScriptAssemblyError(
+                f"{includer.file} includes {helper!r}, which the prelude does not define "
+                f"(it defines {', '.join(helpers)})"
+            )
+        if helper not in wanted:
+            wanted.add(helper)
+            pending.extend((helpers[helper], more) for more in helpers[helper].includes)
+    lines: list[str] = []
+    origins: list[tuple[str, int] | None] = []
+    for fragment in [helpers[helper] for helper in helpers if helper in wanted]:
+        lines.extend(text for _, text in fragment.lines)
+        origins.extend((fragment.file, number) for number, _ in fragment.lines)
+        lines.append("")
+        origins.append(None)
+    lines.extend(text for _, text in body.lines)
+    origins.extend((body.file, number) for number, _ in body.lines)
+    return AssembledScript("\n".join(lines), tuple(origins))
+
+
+def script_source(name: str) -> str:
+    """The Lua source of one operation, as the server runs it: its helpers, then its own lines."""
+    return assemble(name).source
+
+
+@cache
+def _scripts_by_sha() -> dict[str, AssembledScript]:
+    assembled = [assemble(name) for name in SCRIPT_NAMES]
+    return {hashlib.sha1(script.source.encode("utf-8")).hexdigest(): script for script in assembled}
+
+
+# Redis 7 ends a script's error with "script: <sha>, on @user_script:<line>." (Valkey leaves
+# the sha out of it), Redis 6 starts it with "Error running script (call to f_<sha>)", and
+# redis-py's pipeline names the command, "EVALSHA <sha> ...".
+_SHA = re.compile(r"\b(?:f_)?([0-9a-f]{40})\b")
+_SCRIPT_LINE = re.compile(r"user_script:(\d+)")
+
+
+def with_script_lines(message: str, script: AssembledScript | None = None) -> str:
+    """A server's error message with each ``user_script:<line>`` as the file and line it comes from.
+
+    The script is ``script``, else the one of ours whose SHA the message names;
+    a message of neither is returned as it is.
+    """
+    if script is None:
+        known = _scripts_by_sha()
+        script = next((known[sha] for sha in _SHA.findall(message) if sha in known), None)
+        if script is None:
+            return message
+    located = script
+    return _SCRIPT_LINE.sub(lambda line: located.location(int(line[1])), message)
 
 
 class LuaScript:
@@ -98,7 +222,8 @@ class LuaScript:
 
     def __init__(self, client: redis.Redis, name: str) -> None:
         self.name = name
-        self.script = script_source(name)
+        self._assembled = assemble(name)
+        self.script = self._assembled.source
         self.sha = hashlib.sha1(self.script.encode("utf-8")).hexdigest()
         self._client = client
 
@@ -111,11 +236,17 @@ class LuaScript:
         else:
             target = client
         try:
-            return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # A restarted or flushed server: load once, then run again.
-            target.script_load(self.script)
-            return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            try:
+                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # A restarted or flushed server: load once, then run again.
+                target.script_load(self.script)
+                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except redis.exceptions.ResponseError as error:
+            # The same error, with its lines in our files (Valkey's message names no SHA to find them by).
+            if error.args and isinstance(error.args[0], str):
+                error.args = (with_script_lines(error.args[0], self._assembled), *error.args[1:])
+            raise
 
 
 class Scripts:
@@ -174,7 +305,7 @@ class translated_errors:
                 f"nothing was changed, retry shortly ({exc})"
             ) from exc
         if isinstance(exc, redis.exceptions.ResponseError):
-            text = str(exc)
+            text = with_script_lines(str(exc))
             found = _WRONGTYPE_KEY.search(text)
             if found:
                 key, actual, expected = found.groups()

@@ -1,5 +1,6 @@
--- Shared helpers: when a script of this folder is loaded, the paragraphs of
--- this file that define what it uses are put in front of it (scripting.py).
+-- Shared helpers. A script of this folder names each one it calls with a line
+-- --- @include "<helper>", and scripting.py puts those paragraphs of this
+-- file in front of it at load time (with the helpers they include in turn).
 -- One helper (with what it alone needs) per paragraph, separated by a blank
 -- line. Keep it to pure functions: no key is named here.
 
@@ -14,6 +15,7 @@ end
 
 -- The check is an O(1) read that fails on any other type: cheaper than TYPE
 -- (whose reply is a table), and it runs on every completion.
+--- @include "refuse_type"
 local size_command = {zset = 'ZCARD', set = 'SCARD', string = 'STRLEN'}
 local function expect_type(key, wanted)
   if type(redis.pcall(size_command[wanted], key)) == 'table' then
@@ -81,6 +83,8 @@ end
 -- by job_recovered (with `reason`, a JSON fragment, or nil) so an analysis
 -- counts it as put back, not as a new job. The caller has taken it out of
 -- processing and leases.
+--- @include "publish"
+--- @include "priority_field"
 local function put_back(queue, channel, id, data_key, status_key, priority, ttl, ts, reason)
   redis.call('EXPIRE', data_key, ttl)
   publish(channel, 'job_recovered', id, ts, 'pending', priority_field(priority) .. (reason or ''))

@@ -15,6 +15,10 @@
 -- ARGV[3i+2]     job JSON of job i
 -- ARGV[3i+3]     priority of job i (integer)
 -- Returns the number of jobs added, or a WRONGTYPE error with nothing changed.
+--- @include "refuse_type"
+--- @include "expect_type"
+--- @include "publish"
+--- @include "priority_field"
 local queue, ttl, channel, ts = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local jobs = (#KEYS - 1) / 2
 

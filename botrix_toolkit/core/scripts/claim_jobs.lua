@@ -28,6 +28,12 @@
 -- (jobs failed for wrong key types), then the claimed pairs id, data. skipped
 -- counts the orphans and finished ids dropped. Flat because the server spends
 -- about a microsecond converting each table of a reply, on every claim.
+--- @include "refuse_type"
+--- @include "unreachable"
+--- @include "server_time"
+--- @include "publish"
+--- @include "error_field"
+--- @include "is_final"
 local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local data_prefix, status_prefix = ARGV[1], ARGV[2]
 local wanted, ttl, channel, max_pops = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])

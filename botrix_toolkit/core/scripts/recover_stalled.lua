@@ -24,6 +24,13 @@
 -- ARGV[5]  updates channel
 -- Returns {recovered ids, flat list id, reason of jobs failed instead,
 -- the number of stalled jobs left held because their keys were unreachable}.
+--- @include "expect_type"
+--- @include "unreachable"
+--- @include "server_time"
+--- @include "publish"
+--- @include "error_field"
+--- @include "stored_priority"
+--- @include "put_back"
 local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local data_prefix, status_prefix = ARGV[1], ARGV[2]
 local timeout, ttl, channel = tonumber(ARGV[3]), ARGV[4], ARGV[5]

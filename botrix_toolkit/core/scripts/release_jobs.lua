@@ -17,6 +17,10 @@
 -- ARGV[2+i]    id i
 -- Returns the ids put back (ids no longer held, or whose data is gone or is
 -- not a job, are skipped: recover_stalled deals with the latter).
+--- @include "expect_type"
+--- @include "server_time"
+--- @include "stored_priority"
+--- @include "put_back"
 local queue, processing, leases, ttl, channel = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 
 expect_type(queue, 'zset')

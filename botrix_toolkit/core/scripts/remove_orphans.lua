@@ -7,6 +7,10 @@
 -- ARGV[1]      updates channel
 -- ARGV[1+i]    id i
 -- Returns the ids removed; each is published as job_orphan_removed.
+--- @include "expect_type"
+--- @include "server_time"
+--- @include "publish"
+--- @include "error_field"
 local queue, channel = KEYS[1], ARGV[1]
 expect_type(queue, 'zset')
 local removed, ts = {}, (server_time())

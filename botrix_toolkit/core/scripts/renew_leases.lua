@@ -5,6 +5,8 @@
 -- ARGV[i]    job ids
 -- Returns the number of leases renewed (jobs no longer held are skipped:
 -- they were finished, cancelled or recovered meanwhile).
+--- @include "expect_type"
+--- @include "server_time"
 local processing, leases = KEYS[1], KEYS[2]
 expect_type(processing, 'set')
 expect_type(leases, 'zset')

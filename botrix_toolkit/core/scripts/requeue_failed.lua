@@ -18,6 +18,11 @@
 -- ARGV[5]  updates channel
 -- ARGV[6]  error message carried in the failed event ('' for none)
 -- Returns 1.
+--- @include "expect_type"
+--- @include "server_time"
+--- @include "publish"
+--- @include "priority_field"
+--- @include "error_field"
 local queue, processing, leases, status_key, data_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, body, priority, ttl, channel, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 

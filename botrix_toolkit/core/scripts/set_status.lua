@@ -25,6 +25,10 @@
 -- type than a string (one bad key must not block clearing a whole queue).
 -- A string, not lists: the server spends about a microsecond converting each
 -- table of a reply, on every completion.
+--- @include "expect_type"
+--- @include "publish"
+--- @include "error_field"
+--- @include "is_final"
 local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 local status, ttl, channel, final_event, which, message, ts =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
