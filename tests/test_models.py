@@ -1,6 +1,6 @@
 """Job, JobStatus and Priority: parsing, Go-strict decoding and Go-compatible JSON.
 
-The reference is Go's encoding/json decoding into ``models.Job`` (WIRE_FORMAT.md):
+The reference is Go's encoding/json decoding into ``models.Job`` (docs/wire-format.md):
 what Go rejects must raise CorruptJobError, what the toolkit writes must be
 decodable by Go, and unchanged Go values must come back byte for byte.
 """

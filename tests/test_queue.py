@@ -1,7 +1,7 @@
 """QueueService against a real server: every public operation, its keys and its events.
 
 The Go service's side (jobs taken without a lease, data that expired) is
-played with raw redis commands, as WIRE_FORMAT.md describes it.
+played with raw redis commands, as docs/wire-format.md describes it.
 """
 
 from __future__ import annotations
@@ -380,7 +380,7 @@ def test_queue_stats_count_queue_entries_until_orphans_are_pruned(queue: QueueSe
     # Stats cost one round trip whatever the queue's size, so they count queue
     # entries; orphans are never served nor listed as pending, and
     # prune_orphans (the dashboard's button, a worker's routine) makes the
-    # counts exact again (WIRE_FORMAT.md defect 3).
+    # counts exact again (defect 3 of docs/wire-format.md).
     queue.add_jobs([{"id": "o1", "priority": 2}, {"id": "o2", "priority": 1}, {"id": "o3", "priority": 0}])
     queue.redis.delete(queue.keys.data("o1"))
     assert queue.get_queue_stats()["queue_length"] == 3

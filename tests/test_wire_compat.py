@@ -1,6 +1,6 @@
 """The toolkit and the Go service on one Redis: each reads what the other writes.
 
-Go's side is played with raw redis commands, in the order WIRE_FORMAT.md gives
+Go's side is played with raw redis commands, in the order docs/wire-format.md gives
 for the Go service, on the Go-written job JSON of data/fixtures/.
 """
 

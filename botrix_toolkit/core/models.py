@@ -1,6 +1,6 @@
 """Job, JobStatus and Priority: parsing, validation and Go-compatible JSON.
 
-The job JSON is the Go service's ``models.Job`` (see WIRE_FORMAT.md). Reading is
+The job JSON is the Go service's ``models.Job`` (see docs/wire-format.md). Reading is
 as strict as Go's ``encoding/json`` on the known fields, because a job that Go
 cannot decode is a job Go's ``DequeueJob`` pops and drops. Unknown fields are
 kept untouched in ``Job.extra`` and written back, so a job written by the Go

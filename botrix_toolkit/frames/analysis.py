@@ -5,7 +5,7 @@ per pub/sub message, in receive order) and the *stats frame* (one row per
 ``get_queue_stats`` snapshot). Everything here is vectorised (group-wise shifts
 per job, no Python loop per row), so a million events take a few seconds.
 
-How the event sequence is read (WIRE_FORMAT.md): every operation publishes a
+How the event sequence is read (docs/wire-format.md): every operation publishes a
 ``status_updated`` and usually a second, named event for the same change
 (``status_updated(completed)`` + ``job_completed``). Counting both would count
 the job twice, so each row is turned into the job *state* it implies and only a

@@ -2,7 +2,7 @@
 --
 -- For each job: SET data EX ttl; SET status pending EX ttl; publish
 -- status_updated(pending); ZADD queue -priority id; publish job_added.
--- Unlike Go, the queue key gets no EXPIRE (defect 2 of WIRE_FORMAT.md).
+-- Unlike Go, the queue key gets no EXPIRE (defect 2 of docs/wire-format.md).
 --
 -- KEYS[1]        queue (sorted set)
 -- KEYS[2i]       data:<id of job i>      (string)

@@ -1,5 +1,5 @@
 -- recover_stalled: puts back in the queue every job held longer than the
--- timeout (the Go service has no recovery: defect 5 of WIRE_FORMAT.md).
+-- timeout (the Go service has no recovery: defect 5 of docs/wire-format.md).
 --
 -- A job in processing without a lease (taken by the Go service, which keeps
 -- none) gets one now, so it is recovered once it has been seen held for the

@@ -1,6 +1,6 @@
 -- remove_orphans: drops from the queue the ids whose job data has expired
--- (defect 3 of WIRE_FORMAT.md), checking again here so that a job re-added
--- since the caller looked is kept.
+-- (defect 3 of docs/wire-format.md), checking again here so that a job
+-- re-added since the caller looked is kept.
 --
 -- KEYS[1]      queue (sorted set)
 -- KEYS[1+i]    data:<id i> (string)
