@@ -90,3 +90,22 @@ def test_the_quick_start_serves_the_dashboard_from_a_fresh_copy(tmp_path: Path) 
         log.close()
         subprocess.run([str(copy / ".venv" / "bin" / "botrix"), "server", "stop"], env=env,
                        capture_output=True, timeout=60)
+
+
+def test_the_wire_format_page_names_every_key_and_event_the_toolkit_writes() -> None:
+    from botrix_toolkit.core.keys import QueueKeys
+
+    page = (ROOT / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    keys = QueueKeys("<prefix>")
+    for name in (keys.queue, keys.processing, keys.leases, keys.updates,
+                 keys.data("<id>"), keys.status("<id>"), keys.results("<id>")):
+        assert f"`{name}`" in page, f"docs/wire-format.md does not describe {name}"
+    scripts = ROOT / "botrix_toolkit" / "core" / "scripts"
+    published = {event for lua in scripts.glob("*.lua")
+                 for event in re.findall(r"publish\(\w+, '(\w+)'", lua.read_text(encoding="utf-8"))}
+    # set_status publishes the final event queue.py names
+    queue_py = (ROOT / "botrix_toolkit" / "core" / "queue.py").read_text(encoding="utf-8")
+    published |= set(re.findall(r'"(job_\w+)"', queue_py))
+    assert {"job_recovered", "job_orphan_removed", "job_added", "job_completed"} <= published
+    for event in published:
+        assert f"`{event}`" in page, f"docs/wire-format.md does not describe the {event} event"
