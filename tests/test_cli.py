@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import socket
@@ -14,6 +16,7 @@ import pytest
 import redis
 
 from botrix_toolkit.cli import main as cli
+from botrix_toolkit.core.keys import DEFAULT_PREFIX
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
 
@@ -149,10 +152,26 @@ def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "usage: botrix" in capsys.readouterr().err
 
 
-def test_every_registered_command_module_imports_and_registers() -> None:
-    parser = cli.build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command")
-    assert "server" in subparsers.choices
+def test_each_command_module_registers_its_own_subcommand_with_a_handler() -> None:
     for name in cli.COMMAND_MODULES:
-        module = __import__(name, fromlist=["register"])
-        assert callable(module.register), name
+        module = importlib.import_module(name)
+        subparsers = argparse.ArgumentParser().add_subparsers(dest="command")
+        module.register(subparsers)
+        command = name.rsplit(".", 1)[1]
+        assert list(subparsers.choices) == [command], name
+        assert callable(subparsers.choices[command].get_default("handler")), name
+    built = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert set(built.choices) == {"server", *(name.rsplit(".", 1)[1] for name in cli.COMMAND_MODULES)}
+
+
+def test_every_command_on_a_server_takes_the_same_redis_url_and_prefix_options() -> None:
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    names = ("bench", "dashboard", "simulate", "worker")
+    options = {name: {a.dest: a for a in commands[name]._actions} for name in names}
+    assert len({opts["redis_url"].help for opts in options.values()}) == 1, "one definition, one help text"
+    assert all(opts["redis_url"].default is None for opts in options.values())
+    for name in ("dashboard", "simulate", "worker"):
+        assert options[name]["prefix"].default == DEFAULT_PREFIX, name
+    assert "prefix" not in options["bench"], "bench keeps its keys under a prefix of its own"
+
+

@@ -13,19 +13,19 @@ from botrix_toolkit.bench.cluster import run_cluster_benchmark
 from botrix_toolkit.bench.events import run_recorder_benchmark
 from botrix_toolkit.bench.frames import FrameBenchmarkResult, run_frame_benchmark
 from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
+from botrix_toolkit.cli.common import server_options
 from botrix_toolkit.core.redaction import redact_url
 from botrix_toolkit.server.connect import resolve_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
-        "bench",
+        "bench", parents=[server_options()],
         help="measure throughput against raw redis-py baselines (ratios, same run)",
         description="Runs each toolkit operation and a raw redis-py baseline with the same "
         "effects on one server, in one run, and prints jobs per second and their ratio. "
         "Uses a key prefix of its own (botrix:bench:*) and deletes it afterwards.",
     )
-    bench.add_argument("--redis-url", default=None, help="server (default: BOTRIX_REDIS_URL, else the embedded one)")
     bench.add_argument("--jobs", type=int, default=2000, help="jobs for the one-by-one measurements")
     bench.add_argument("--bulk-jobs", type=int, default=30_000, help="jobs for the bulk measurements")
     bench.add_argument("--rounds", type=int, default=9,

@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from botrix_toolkit.cli.common import queue_options
 from botrix_toolkit.core.errors import InvalidInputError
-from botrix_toolkit.core.keys import DEFAULT_PREFIX
 from botrix_toolkit.core.redaction import redact_url
 from botrix_toolkit.core.settings import DASHBOARD_EMBEDDED_ENV, DASHBOARD_PASSWORD_ENV, PREFIX_ENV, URL_ENV
 from botrix_toolkit.server.connect import resolve_url
@@ -36,16 +36,13 @@ def app_path() -> Path:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "dashboard", help="run the live dashboard in a browser (Streamlit)",
+        "dashboard",
+        parents=[queue_options("several, comma-separated, give a queue picker and an all-queues view")],
+        help="run the live dashboard in a browser (Streamlit)",
         description="Serve the live queue dashboard with Streamlit. It listens on 127.0.0.1 "
                     f"unless --host says otherwise; any other host requires {DASHBOARD_PASSWORD_ENV}, "
                     "and the page then asks for that password.",
     )
-    parser.add_argument("--redis-url", default=None,
-                        help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX,
-                        help=f"queue key prefix (default {DEFAULT_PREFIX}); several, comma-separated, "
-                             "give a queue picker and an all-queues view")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}; others need "
                              f"{DASHBOARD_PASSWORD_ENV})")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from botrix_toolkit.core.keys import DEFAULT_PREFIX
+from botrix_toolkit.cli.common import queue_options
 from botrix_toolkit.sim.scenarios import SCENARIO_DIR, Scenario, parse_priority_mix
 
 # Scenario fields that get no option of their own (name has --name, set below).
@@ -24,7 +24,10 @@ EXIT_LOST = 1
 def register(subparsers: argparse._SubParsersAction) -> None:
     available = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.toml")))
     parser = subparsers.add_parser(
-        "simulate", help="run a load simulation (producers, worker processes, crashes)",
+        "simulate",
+        parents=[queue_options("the dashboard shows the default; use another on a queue that real "
+                               "workers serve")],
+        help="run a load simulation (producers, worker processes, crashes)",
         description="Run producers and worker processes against the queue, show live progress, "
                     "then print throughput, latency by priority and a conservation check, and "
                     "save the events, stats and summary to $BOTRIX_HOME/runs/<name>/. "
@@ -33,11 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("scenario", nargs="?", default="steady",
                         help="a shipped scenario (listed above) or the path of a TOML file "
                              "(default: steady)")
-    parser.add_argument("--redis-url", default=None,
-                        help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX,
-                        help=f"queue key prefix (default {DEFAULT_PREFIX}, so the dashboard shows "
-                             "the run; use another on a queue that real workers serve)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for events.parquet, stats.parquet, summary.json "
                              "(default: $BOTRIX_HOME/runs/<name>)")

@@ -7,15 +7,15 @@ import importlib
 import os
 import sys
 
+from botrix_toolkit.cli.common import queue_options
 from botrix_toolkit.core.errors import InvalidInputError
-from botrix_toolkit.core.keys import DEFAULT_PREFIX
 from botrix_toolkit.server.connect import connect
 from botrix_toolkit.sim.worker import Handler, Worker
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "worker", help="run a handler function on the jobs of a queue",
+        "worker", parents=[queue_options()], help="run a handler function on the jobs of a queue",
         description="Take jobs from the queue and call HANDLER(job) on each: a returned value "
                     "is saved as the job's result, an exception fails the job (requeued while "
                     "retries remain). SIGTERM/Ctrl-C finishes the jobs held and stops; a second "
@@ -36,10 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-jobs", type=int, default=None, help="stop after this many jobs")
     parser.add_argument("--until-empty", action="store_true",
                         help="stop when the queue is empty and nothing is held")
-    parser.add_argument("--redis-url", default=None,
-                        help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX,
-                        help=f"queue key prefix (default {DEFAULT_PREFIX})")
     parser.set_defaults(handler=_run)
 
 
