@@ -1,4 +1,4 @@
-"""frames.py, events and stats part: frames built from hand-made message bytes."""
+"""event_frames.py, events and stats part: frames built from hand-made message bytes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
 """Every Redis key and channel name of a botrix queue, and nothing else.
 
-This is the only module that spells a key. The layout is the Go service's
-(``backend/services/queue.go``), so both can serve one queue at the same time.
+Every module of the package takes key names from here. Two places spell them
+on purpose: the Lua scripts get keys through KEYS, and the two that pop ids
+(claim_jobs, recover_stalled) add an id to a prefix passed from here in ARGV;
+``bench/frames.py``'s raw baselines spell the keys the way the Go service does.
+The layout is the Go service's (``backend/services/queue.go``), so both can
+serve one queue at the same time; docs/wire-format.md describes each key.
 Keys we add (``leases``) live under the same prefix, so a cluster hash tag in
 the prefix (``{botrix:jobs}``) keeps every key of a queue on one node.
 """

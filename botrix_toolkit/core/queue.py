@@ -110,7 +110,7 @@ class QueueService:
 
         ``cluster``: True for a Redis Cluster (any node's URL), False for a
         single server, None to ask the server (INFO cluster). On a cluster the
-        prefix must carry a hash tag, e.g. ``"{botrix:jobs}"`` (cluster.py).
+        prefix must carry a hash tag, e.g. ``"{botrix:jobs}"`` (core/cluster_routing.py).
         Connection errors are retried with back-off (a restarting server is
         waited for); a timeout is not, so a server that stops answering fails
         the call after ``socket_timeout`` seconds.

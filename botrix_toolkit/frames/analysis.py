@@ -1,6 +1,6 @@
 """Throughput, latency and queue-depth tables: events or stats frame in, frame out.
 
-The inputs are the lead's frames (see ``frames.py``): the *events frame* (one row
+The inputs are the frames of ``event_frames.py``: the *events frame* (one row
 per pub/sub message, in receive order) and the *stats frame* (one row per
 ``get_queue_stats`` snapshot). Everything here is vectorised (group-wise shifts
 per job, no Python loop per row), so a million events take a few seconds.

@@ -1,7 +1,8 @@
 """Column names and dtypes of every frame the toolkit returns, and records -> DataFrame.
 
-This module is the one place that spells a frame's columns (pvlib style: one
-dictionary of name -> dtype per frame). Functions here turn raw records
+This module spells the columns of the events, recorder and stats frames (pvlib
+style: one dictionary of name -> dtype per frame); ``job_frames.py`` spells
+those of the pending and processing jobs, ``analysis.py`` those of its tables. Functions here turn raw records
 (message bytes, stats dicts) into frames; they never talk to Redis.
 
 Sections: events (pub/sub messages), recorder gaps and malformed messages,
