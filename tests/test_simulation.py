@@ -170,6 +170,16 @@ def test_command_line_options_override_the_scenario_file() -> None:
     assert scenario.priority_mix == {"high": 1.0, "low": 3.0}
 
 
+def test_jobs_without_a_duration_run_until_that_many_are_added() -> None:
+    steady = Scenario.load("steady")
+    assert steady.duration_s is not None
+    counted = steady.with_overrides(jobs=40)
+    assert (counted.jobs, counted.duration_s) == (40, None)
+    both = steady.with_overrides(jobs=40, duration_s=2.5)
+    assert (both.jobs, both.duration_s) == (40, 2.5)
+    assert steady.with_overrides(rate=9.0).duration_s == steady.duration_s
+
+
 def test_max_measures_both_and_cleans_up(redis_url: str, key_prefix: str) -> None:
     found = measure_max_throughput(redis_url, workers=1, batches=200, measure_s=0.5, warmup_s=0.3,
                                    prefix=key_prefix)

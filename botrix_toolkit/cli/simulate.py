@@ -79,10 +79,7 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     """
     overrides = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(Scenario)
                  if spec.name not in _NOT_OPTIONS}
-    scenario = Scenario.load(args.scenario)
-    if args.jobs is not None and args.duration_s is None:
-        scenario = scenario.replace(jobs=args.jobs).unbounded_in_time()
-    return scenario.replace(**overrides)
+    return Scenario.load(args.scenario).with_overrides(**overrides)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -60,7 +60,8 @@ def priority_label(priority: pd.Series) -> pd.Series:
     return values.map(labels).astype(PRIORITY_LABEL_DTYPE)
 
 
-def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """An InvalidInputError naming the first of ``columns`` that ``frame`` (the ``what`` frame) lacks."""
     for column in columns:
         if column not in frame.columns:
             raise InvalidInputError(f"{what} frame has no column {column!r}; "
@@ -87,7 +88,7 @@ def _classify(events: pd.DataFrame) -> pd.DataFrame:
     requeue_failure (a failed that the next step re-adds), add_kind (added /
     requeued / recovered on job_added rows).
     """
-    _require(events, ("event", "job_id", "status"), "events")
+    require_columns(events, ("event", "job_id", "status"), "events")
     rows = pd.DataFrame({
         "time": _event_times(events).array,
         "job_id": events["job_id"].astype(_TEXT).array,
@@ -167,7 +168,7 @@ def latency(events: pd.DataFrame) -> pd.DataFrame:
     cancelled, recovered, or <NA> while still queued or running). Sorted by
     added_at.
     """
-    _require(events, ("priority",), "events")
+    require_columns(events, ("priority",), "events")
     rows = _classify(events)
     rows["priority"] = pd.Series(events["priority"], copy=False).astype("Int64").array
     rows["attempt"] = (rows["event"] == "job_added").astype("int64").groupby(rows["job"]).cumsum()
@@ -214,7 +215,7 @@ def summary(latency_frame: pd.DataFrame, by: str = "priority_label") -> pd.DataF
     wait_max_s and the same for run_ (seconds; counts are int64 and only count
     attempts with that duration known; percentiles are linearly interpolated).
     """
-    _require(latency_frame, ("wait_s", "run_s", by), "latency")
+    require_columns(latency_frame, ("wait_s", "run_s", by), "latency")
     labels, keys = _group_rows(latency_frame, by)
     columns: dict[str, pd.Series] = {}
     for metric, prefix in (("wait_s", "wait"), ("run_s", "run")):
@@ -244,7 +245,7 @@ def failure_rate(latency_frame: pd.DataFrame, by: str = "priority_label") -> pd.
     cancelled, recovered, unfinished; failure_rate (float): failed / (completed +
     failed), the share of finished jobs that failed for good (NaN when none ended).
     """
-    _require(latency_frame, ("outcome", by), "latency")
+    require_columns(latency_frame, ("outcome", by), "latency")
     labels, keys = _group_rows(latency_frame, by)
     outcome = latency_frame["outcome"].astype("string").fillna("unfinished")
     table = pd.crosstab(keys, outcome).reindex(index=labels[:-1], fill_value=0)
@@ -260,7 +261,7 @@ def failure_rate(latency_frame: pd.DataFrame, by: str = "priority_label") -> pd.
 
 def busiest(throughput_frame: pd.DataFrame, n: int = 5, column: str = "completed") -> pd.DataFrame:
     """The ``n`` bins with the most ``column`` events, largest first (rows of the input)."""
-    _require(throughput_frame, (column,), "throughput")
+    require_columns(throughput_frame, (column,), "throughput")
     return throughput_frame.nlargest(n, column, keep="first")
 
 
@@ -271,7 +272,7 @@ def queue_depth(stats_snapshots: pd.DataFrame) -> pd.DataFrame:
     Columns (int64): high, normal, low (pending jobs per level), processing (jobs
     taken by workers), total (high + normal + low + processing).
     """
-    _require(stats_snapshots, ("timestamp", *_STATS_TO_DEPTH), "stats")
+    require_columns(stats_snapshots, ("timestamp", *_STATS_TO_DEPTH), "stats")
     depth = stats_snapshots[["timestamp", *_STATS_TO_DEPTH]].rename(columns=_STATS_TO_DEPTH)
     depth["timestamp"] = pd.to_datetime(depth["timestamp"], utc=True).astype(_UTC_NS)
     depth = depth.sort_values("timestamp", kind="stable")

@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from botrix_toolkit.core.errors import InvalidInputError
-from botrix_toolkit.frames.analysis import PRIORITY_LEVELS, THROUGHPUT_COLUMNS
+from botrix_toolkit.frames.analysis import PRIORITY_LEVELS, THROUGHPUT_COLUMNS, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ _STATS_KEYS = {"high": "high_priority", "normal": "normal_priority", "low": "low
 # metric -> (title, axis label)
 _LATENCY_METRICS = {"wait_s": ("Wait in queue by priority", "wait, added to running (s)"),
                     "run_s": ("Run time by priority", "run, running to end (s)")}
-_DEPTH_COLUMNS = ("high", "normal", "low", "processing")
 
 
 def _figure(name: str, title: str, x_title: str, y_title: str) -> go.Figure:
@@ -57,13 +56,6 @@ def _no_data(figure: go.Figure) -> go.Figure:
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return figure
-
-
-def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    for column in columns:
-        if column not in frame.columns:
-            raise InvalidInputError(f"{what} frame has no column {column!r}; "
-                                    f"it has {list(frame.columns)}")
 
 
 def priority_distribution(stats: pd.DataFrame | Mapping[str, int]) -> go.Figure:
@@ -130,7 +122,7 @@ def latency_figure(latency_frame: pd.DataFrame, metric: str = "wait_s") -> go.Fi
         raise InvalidInputError(f"metric must be one of {list(_LATENCY_METRICS)}; got {metric!r}")
     title, axis_label = _LATENCY_METRICS[metric]
     figure = _figure(f"latency-{metric}", title, "priority", axis_label)
-    _require(latency_frame, ("priority_label", metric), "latency")
+    require_columns(latency_frame, ("priority_label", metric), "latency")
     levels = latency_frame["priority_label"].astype("string")
     values = latency_frame[metric].astype("float64")
     for level in PRIORITY_LEVELS:
@@ -147,7 +139,7 @@ def queue_depth_figure(depth_frame: pd.DataFrame) -> go.Figure:
     figure = _figure("queue-depth", "Queue depth", "time (UTC)", "jobs")
     if depth_frame.empty:
         return _no_data(figure)
-    _require(depth_frame, _DEPTH_COLUMNS, "queue depth")
+    require_columns(depth_frame, (*PRIORITY_LEVELS, "processing"), "queue depth")
     for level in PRIORITY_LEVELS:
         figure.add_trace(go.Scatter(
             x=depth_frame.index, y=depth_frame[level], name=level, mode="lines",

@@ -98,10 +98,6 @@ class LocalCluster:
             raise EmbeddedServerError("the local cluster is not started")
         return self.urls[0]
 
-    @property
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._processes]
-
     def __enter__(self) -> LocalCluster:
         return self.start()
 

@@ -128,6 +128,17 @@ class Scenario:
             changed["description"] = changes["description"]
         return dataclasses.replace(self, **changed)
 
+    def with_overrides(self, **changes: Any) -> Scenario:
+        """``replace`` with the options of a run (``botrix simulate``, ``run_simulation``).
+
+        ``jobs`` given without ``duration_s`` runs until that many jobs are
+        added, however long it takes (the file's duration no longer applies).
+        """
+        scenario = self
+        if changes.get("jobs") is not None and changes.get("duration_s") is None:
+            scenario = scenario.replace(jobs=changes["jobs"]).unbounded_in_time()
+        return scenario.replace(**changes)
+
     def unbounded_in_time(self) -> Scenario:
         """A copy that produces until ``jobs`` are added, however long it takes."""
         return dataclasses.replace(self, duration_s=None)

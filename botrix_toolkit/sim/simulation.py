@@ -100,7 +100,7 @@ class RunProgress:
     producing: bool
 
 
-ProgressCallback = Callable[[RunProgress], None]
+RunProgressCallback = Callable[[RunProgress], None]
 
 
 class SimulatedFailure(RuntimeError):
@@ -342,7 +342,7 @@ def run_simulation(
     jobs: int | None = None,
     seed: int | None = None,
     prefix: str | None = None,
-    progress: ProgressCallback | None = None,
+    progress: RunProgressCallback | None = None,
     **overrides: Any,
 ) -> SimulationResult:
     """Runs a scenario against a server and returns what happened.
@@ -358,10 +358,7 @@ def run_simulation(
     The workers are ``spawn``ed processes: a script calling this needs the
     usual ``if __name__ == "__main__":`` guard (notebooks need nothing).
     """
-    scenario = _as_scenario(scenario)
-    if jobs is not None and duration_s is None:
-        scenario = scenario.replace(jobs=jobs).unbounded_in_time()
-    scenario = scenario.replace(duration_s=duration_s, jobs=jobs, seed=seed, **overrides)
+    scenario = _as_scenario(scenario).with_overrides(duration_s=duration_s, jobs=jobs, seed=seed, **overrides)
     seed = scenario.seed if scenario.seed is not None else random.SystemRandom().randrange(2**31)
     q, own_q = as_queue(q_or_url, prefix)
     if q.url is None:
@@ -375,7 +372,7 @@ def run_simulation(
             q.close()
 
 
-def _execute(run: _Run, progress: ProgressCallback | None) -> SimulationResult:
+def _execute(run: _Run, progress: RunProgressCallback | None) -> SimulationResult:
     s, q = run.scenario, run.q
     if q.get_queue_length() or q.get_processing_count():
         logger.warning("queue %s is not empty: its jobs will be worked on by the simulation too",
@@ -433,7 +430,7 @@ def _wait_ready(workers: list[_WorkerProcess], producer: Any, timeout: float = 1
                 raise RuntimeError(f"worker process {handle.slot} not ready after {timeout:.0f}s")
 
 
-def _coordinate(run: _Run, producer: Any, progress: ProgressCallback | None) -> None:
+def _coordinate(run: _Run, producer: Any, progress: RunProgressCallback | None) -> None:
     s, q = run.scenario, run.q
     next_stats = next_recovery = next_draw = run.started
     crash_times = [run.started + s.crash_after_s * (k + 1) for k in range(s.crashes)]

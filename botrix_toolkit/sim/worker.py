@@ -20,7 +20,6 @@ import logging
 import queue as thread_queue
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -345,8 +344,3 @@ def _error_text(job: Job, error: BaseException) -> str:
     if job.password:
         text = text.replace(job.password, "***")
     return text
-
-
-def sleep_handler(job: Job) -> None:
-    """A handler that works for ``job.count`` milliseconds (for trying a worker out)."""
-    time.sleep(job.count / 1000)
