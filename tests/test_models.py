@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from botrix_toolkit.core.errors import CorruptJobError, InvalidInputError
 from botrix_toolkit.core.models import GO_ZERO_TIME, Job, JobStatus, Priority
@@ -365,4 +367,60 @@ def test_the_fast_path_of_adding_writes_what_from_dict_writes(given: dict[str, A
         if name not in given:
             fast_document[name] = slow_document[name]
     assert list(fast_document.items()) == list(slow_document.items())
+    assert (fast[0], fast[2]) == (slow.id, slow.priority)
+
+
+# -- the two Go JSON encoders agree ---------------------------------------------------------------
+
+_GO_TIMES = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-9, minutes=-30))]),
+).map(lambda moment: moment.isoformat().replace("+00:00", "Z"))
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "priority": st.sampled_from([0, 1, 2, "low", " NORMAL ", "High", Priority.HIGH]),
+    "status": st.sampled_from(["pending", "processing", "Running", "completed", "failed", "cancelled"]),
+    **{name: st.none() | _INT64 for name in ("count", "progress", "successful", "failed")},
+    **{name: st.none() | st.text() for name in ("username", "password", "error_msg")},
+    "test_mode": st.none() | st.booleans(),
+    **{name: st.none() | _GO_TIMES
+       for name in ("created_at", "updated_at", "deleted_at", "started_at", "completed_at")},
+}
+_GO_NAMES = {"id", "extra", *_FIELD_VALUES}
+
+
+@st.composite
+def plain_jobs(draw: st.DrawFn) -> dict[str, Any]:
+    """A job as a caller gives add_job plain JSON values: known fields in any order, unknown ones too."""
+    job: dict[str, Any] = {"id": draw(st.text(st.characters(max_codepoint=127), min_size=1))}
+    for name in draw(st.permutations(list(_FIELD_VALUES))):
+        if draw(st.booleans()):
+            job[name] = draw(_FIELD_VALUES[name])
+    unknown = st.text(min_size=1).filter(lambda name: name not in _GO_NAMES)
+    job.update(draw(st.dictionaries(unknown, _JSON_VALUES, max_size=3)))
+    return job
+
+
+@settings(max_examples=150, deadline=None)
+@given(plain_jobs())
+def test_the_fast_encoder_writes_the_same_bytes_as_job_to_json(given_job: dict[str, Any]) -> None:
+    # plain_job_json (the fast path of add_job) and Job.from_dict + to_json are two encoders of
+    # Go's JSON: a job must be written to the byte alike whichever path it takes.
+    from botrix_toolkit.core.models import plain_job_json
+
+    fast = plain_job_json(given_job)
+    assume(fast is not None)
+    assert fast is not None
+    slow = Job.from_dict(given_job)
+    slow.status = JobStatus.PENDING.value
+    # The fast path stamped unset times with its own "now": stamp the same moment.
+    unset = [name for name in ("created_at", "updated_at") if given_job.get(name) is None]
+    if unset:
+        slow.stamp_times(datetime.fromisoformat(json.loads(fast[1])[unset[0]]))
+    assert fast[1].encode("utf-8") == slow.to_json().encode("utf-8")
     assert (fast[0], fast[2]) == (slow.id, slow.priority)
