@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from botrix_toolkit.core.errors import InvalidInputError
+
 DEFAULT_PREFIX = "botrix:jobs"
 
 
@@ -26,7 +28,7 @@ class QueueKeys:
 
     def __post_init__(self) -> None:
         if not self.prefix or not isinstance(self.prefix, str):
-            raise ValueError(f"queue prefix must be a non-empty string, got {self.prefix!r}")
+            raise InvalidInputError(f"queue prefix must be a non-empty string, got {self.prefix!r}")
 
     # cached_property: these names are built on every operation's hot path.
     @cached_property
