@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from uuid import uuid4
 
 import pandas as pd
@@ -31,7 +31,7 @@ from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.frames.groups import QueueGroup
 from botrix_toolkit.server.local_cluster import LocalCluster, spread_prefixes
 from botrix_toolkit.sim.worker import Worker
-from tests import waiting
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +65,6 @@ def delete_cluster_keys(client: RedisCluster, prefix: str) -> None:
         if keys:
             node_redis.unlink(*keys)
 
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    waiting.wait_for(condition, what, timeout=10.0)
 
 
 def recorder_on_another_node(q: QueueService) -> EventRecorder:

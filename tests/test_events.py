@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
@@ -17,13 +17,7 @@ from botrix_toolkit.bench.events import event_messages, measure_against_publishe
 from botrix_toolkit.core.errors import ServerConnectionError
 from botrix_toolkit.frames.event_frames import EVENT_COLUMNS, GAP_COLUMNS, empty_frame
 from botrix_toolkit.frames.events import EventRecorder, RecordedEvents
-from tests import waiting
-
-WAIT_S = 60.0  # generous upper bound for a condition; never a speed assertion
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    waiting.wait_for(condition, what, timeout=WAIT_S)
+from tests.waiting import wait_for
 
 
 def event(job_id: str, name: str = "job_added", **data: object) -> bytes:

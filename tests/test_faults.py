@@ -27,13 +27,10 @@ from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
 from botrix_toolkit.sim.worker import Worker
-from tests import waiting
+from tests.waiting import wait_for
 
 PREFIX = "faults:jobs"
 
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    waiting.wait_for(condition, what, timeout=30.0)
 
 
 def fsync_always(url: str) -> None:

@@ -14,7 +14,7 @@ import logging
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +28,11 @@ from botrix_toolkit import QueueService, ServerConnectionError
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
-from tests import waiting
+from tests.waiting import wait_for
 
 USER, PASSWORD = "botrix-app", "s3cret-Pa55-word"
 PREFIX = "tls:jobs"
 
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    waiting.wait_for(condition, what, timeout=10.0)
 
 
 def assert_no_secret(caplog: pytest.LogCaptureFixture, *texts: str) -> None:

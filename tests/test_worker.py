@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -18,22 +19,11 @@ from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
 from botrix_toolkit.sim.worker import RETRIES_FIELD, Worker
 from tests import handlers
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 # Liveness bounds only: generous, never a speed claim.
 LIVENESS_S = 60
-
-
-def _wait_for(predicate, what: str, timeout: float = LIVENESS_S,
-              process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"worker exited ({process.returncode}) before {what}: "
-                                 f"{process.stderr.read()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_handler_result_is_saved_and_job_completed(queue: QueueService) -> None:
@@ -91,7 +81,7 @@ def test_lease_is_renewed_while_a_slow_handler_runs(queue: QueueService) -> None
     thread = threading.Thread(target=worker.run, kwargs={"max_jobs": 1})
     thread.start()
     try:
-        _wait_for(lambda: queue.is_job_processing(job_id), "the job to be claimed")
+        wait_for(lambda: queue.is_job_processing(job_id), "the job to be claimed")
         recovered = []
         # A stall timeout longer than the renewal interval (0.1 s): a live lease
         # must never look stalled.
@@ -110,7 +100,7 @@ def test_without_renewal_the_same_job_would_be_recovered(queue: QueueService) ->
     job_id = queue.add_job({"count": 1})
     assert [job.id for job in queue.dequeue_jobs(1)] == [job_id]
     queue.recover_stalled(timeout_s=0.3)  # the first call may only stamp the lease
-    _wait_for(lambda: job_id in queue.recover_stalled(timeout_s=0.3) or
+    wait_for(lambda: job_id in queue.recover_stalled(timeout_s=0.3) or
               queue.get_job_status(job_id) == "pending", "the stalled job to be recovered")
     assert queue.get_job_status(job_id) == "pending"
 
@@ -170,7 +160,7 @@ def test_abort_hands_held_jobs_back_with_their_priority(queue: QueueService) -> 
     worker = Worker(queue, handlers.slow, poll_interval=0.05)
     thread = threading.Thread(target=worker.run)
     thread.start()
-    _wait_for(lambda: queue.is_job_processing(job_id), "the job to be claimed")
+    wait_for(lambda: queue.is_job_processing(job_id), "the job to be claimed")
     worker.abort()
     thread.join(LIVENESS_S)
     assert not thread.is_alive()
@@ -181,8 +171,10 @@ def test_abort_hands_held_jobs_back_with_their_priority(queue: QueueService) -> 
     assert "retries" not in queue.get_job(job_id).extra  # handing back is not a failure
 
 
-def test_outcome_is_reported_after_the_server_comes_back(tmp_path: Path) -> None:
+def test_outcome_is_reported_after_the_server_comes_back(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     """A completion that cannot reach the server is sent again, not lost."""
+    caplog.set_level(logging.WARNING, logger="botrix_toolkit.sim.worker")
     server = EmbeddedServer(data_dir=tmp_path, port=free_port())
     url = server.start()
     q = QueueService.from_url(url, prefix="outage:jobs", socket_timeout=2)
@@ -191,17 +183,20 @@ def test_outcome_is_reported_after_the_server_comes_back(tmp_path: Path) -> None
     def handler(job):
         running.set()
         may_finish.wait(LIVENESS_S)
-        return "done"
+        # No result: a result is saved by the handler's thread, and this test is about the completion.
 
     worker = Worker(q, handler, lease_s=30, poll_interval=0.05)
-    thread = threading.Thread(target=worker.run, kwargs={"max_jobs": 1})
+    # A daemon: should the test fail, a worker retrying for ever must not keep pytest from exiting.
+    thread = threading.Thread(target=worker.run, kwargs={"max_jobs": 1}, daemon=True)
     try:
         job_id = q.add_job({"count": 1})
         thread.start()
         assert running.wait(LIVENESS_S)
         server.stop()  # a clean shutdown writes the append-only file
         may_finish.set()
-        time.sleep(0.5)  # the worker tries, fails and keeps the outcome
+        # The worker tries, fails and keeps the outcome.
+        wait_for(lambda: any("cannot complete 1 jobs, retrying" in record.getMessage()
+                             for record in caplog.records), "the worker to try to report the completion")
         assert thread.is_alive() and worker.stats.completed == 0
         server.start()
         thread.join(LIVENESS_S)
@@ -227,17 +222,34 @@ def _start_cli_worker(redis_url: str, prefix: str, handler: str, *extra: str) ->
 
 def _sigterm_once_holding(process: subprocess.Popen, queue: QueueService, job_id: str,
                           sigterms: int) -> tuple[str, str]:
-    """Sends SIGTERM ``sigterms`` times once the worker holds the job; its stdout and stderr."""
+    """Sends SIGTERM ``sigterms`` times once the worker holds the job; its stdout and stderr.
+
+    Each signal after the first is sent once the worker has logged the one
+    before: two signals that arrive before Python runs the handler are one.
+    """
+    stderr_lines: list[str] = []
+
+    def read_stderr() -> None:
+        for line in process.stderr:
+            stderr_lines.append(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
     try:
-        _wait_for(lambda: queue.is_job_processing(job_id), f"the worker to claim {job_id}", process=process)
-        for number in range(sigterms):
-            if number:
-                time.sleep(0.3)
+        wait_for(lambda: queue.is_job_processing(job_id), f"the worker to claim {job_id}", process=process)
+        reader.start()
+        for number in range(1, sigterms + 1):
             process.send_signal(signal.SIGTERM)
-        return process.communicate(timeout=LIVENESS_S)
+            wait_for(lambda number=number: sum("SIGTERM" in line for line in stderr_lines) >= number,
+                     f"the worker to log SIGTERM number {number}")
+        process.wait(timeout=LIVENESS_S)
+        reader.join(LIVENESS_S)
+        return process.stdout.read(), "".join(stderr_lines)
     finally:
         if process.poll() is None:
             process.kill()
+        process.wait(timeout=LIVENESS_S)
+        process.stdout.close()
+        process.stderr.close()
 
 
 def test_sigterm_finishes_the_held_job_then_exits(queue: QueueService, redis_url: str,

@@ -8,11 +8,22 @@ import urllib.request
 from collections.abc import Callable
 from typing import IO
 
+# An upper bound for any condition on a loaded machine; a passing test never waits it out.
+WAIT_S = 60.0
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    """Polls ``condition`` every 20 ms; AssertionError naming ``what`` after ``timeout`` seconds."""
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S,
+             process: subprocess.Popen | None = None) -> None:
+    """Polls ``condition`` every 20 ms; AssertionError naming ``what`` after ``timeout`` seconds.
+
+    With ``process``, also fails (with its stderr) as soon as that process
+    exits before the condition holds.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
+        if process is not None and process.poll() is not None:
+            stderr = process.stderr.read() if process.stderr is not None else ""
+            raise AssertionError(f"process exited ({process.returncode}) before {what}: {stderr}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
