@@ -4,8 +4,9 @@ Each ``scripts/<name>.lua`` is one atomic operation; ``_prelude.lua`` holds the
 helpers they share, one per paragraph. A script names the helpers it calls with
 BullMQ's directive, ``--- @include "publish"`` (a helper names those it calls
 the same way), and gets just those put in front of it at load time. A Lua error
-from the server names ``user_script:<line>`` of that assembled text:
-``translated_errors`` turns it back into the file and line, ``claim_jobs.lua:68``.
+from the server names ``user_script:<line>`` of that assembled text: a
+``LuaScript`` call (and ``translated_errors``, for a message naming the script's
+SHA) turns it back into the file and line, ``claim_jobs.lua:68``.
 """
 
 from __future__ import annotations
