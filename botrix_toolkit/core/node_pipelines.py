@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
 from redis.client import Pipeline
 
+from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.cluster_routing import is_cluster_client
 from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.scripting import SLOT_MOVING_ERRORS
@@ -30,7 +30,7 @@ SLOT_MOVE_WAIT_S = 10.0
 PipelineCommand = Callable[[Pipeline], object]
 
 
-def queue_pipeline(client: redis.Redis, keys: QueueKeys) -> Pipeline:
+def queue_pipeline(client: RedisClient, keys: QueueKeys) -> Pipeline:
     """A non-transactional pipeline to the server that holds every key of the queue.
 
     On a cluster that is the node owning the queue's slot (its prefix has a
@@ -42,7 +42,7 @@ def queue_pipeline(client: redis.Redis, keys: QueueKeys) -> Pipeline:
     return client.pipeline(transaction=False)
 
 
-def run_on_queue_node(client: redis.Redis, keys: QueueKeys, commands: Sequence[PipelineCommand]) -> list[Any]:
+def run_on_queue_node(client: RedisClient, keys: QueueKeys, commands: Sequence[PipelineCommand]) -> list[Any]:
     """The replies of ``commands``, sent in one round trip to the queue's node.
 
     Commands that a cluster node redirects (its slot is moving) are sent

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import redis
-
+from botrix_toolkit.core.clients import RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
 from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.node_pipelines import PipelineCommand, run_on_queue_node
 
@@ -41,7 +40,7 @@ class QueueEntries:
 
 
 def iter_queue_entries(
-    client: redis.Redis, keys: QueueKeys, limit: int | None = None, chunk: int = READ_CHUNK
+    client: RedisClient, keys: QueueKeys, limit: int | None = None, chunk: int = READ_CHUNK
 ) -> Iterator[QueueEntries]:
     """The queue from its head, ``chunk`` ids at a time, with data and status.
 
@@ -52,13 +51,13 @@ def iter_queue_entries(
     start = 0
     while limit is None or start < limit:
         stop = start + chunk - 1 if limit is None else min(start + chunk, limit) - 1
-        members = client.zrange(keys.queue, start, stop, withscores=True)
+        members = zrange_with_scores_raw(client, keys.queue, start, stop)
         if not members:
             return
         ids = [member.decode("utf-8", "replace") for member, _ in members]
         data_keys, status_keys = [keys.data(job_id) for job_id in ids], [keys.status(job_id) for job_id in ids]
         data, status = run_on_queue_node(client, keys, [
-            lambda pipe, names=data_keys: pipe.mget(names), lambda pipe, names=status_keys: pipe.mget(names),
+            lambda pipe, names=data_keys: mget_raw(pipe, names), lambda pipe, names=status_keys: mget_raw(pipe, names),
         ])
         yield QueueEntries(start, ids, [int(-score) for _, score in members], data, status)
         if len(members) <= stop - start:
@@ -66,7 +65,7 @@ def iter_queue_entries(
         start = stop + 1
 
 
-def queue_stats(client: redis.Redis, keys: QueueKeys, ttl: int) -> dict[str, int]:
+def queue_stats(client: RedisClient, keys: QueueKeys, ttl: int) -> dict[str, int]:
     """Queue length, processing count and exact counts by level, in one round trip."""
     length, processing, high, normal, low = run_on_queue_node(client, keys, [
         lambda pipe: pipe.zcard(keys.queue),
@@ -95,15 +94,15 @@ class HeldJobs:
     status: list[bytes | None]
 
 
-def held_jobs(client: redis.Redis, keys: QueueKeys) -> HeldJobs:
+def held_jobs(client: RedisClient, keys: QueueKeys) -> HeldJobs:
     """Every job in processing with its lease, read in two round trips."""
-    members = sorted(m.decode("utf-8", "replace") for m in client.smembers(keys.processing))
+    members = sorted(m.decode("utf-8", "replace") for m in smembers_raw(client, keys.processing))
     commands: list[PipelineCommand] = [lambda pipe: pipe.time()]
     if members:
         commands += [
             lambda pipe: pipe.zmscore(keys.leases, members),
-            lambda pipe: pipe.mget([keys.data(job_id) for job_id in members]),
-            lambda pipe: pipe.mget([keys.status(job_id) for job_id in members]),
+            lambda pipe: mget_raw(pipe, [keys.data(job_id) for job_id in members]),
+            lambda pipe: mget_raw(pipe, [keys.status(job_id) for job_id in members]),
         ]
     replies = run_on_queue_node(client, keys, commands)
     seconds, micros = replies[0]

@@ -21,6 +21,14 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from botrix_toolkit.core import queries
+from botrix_toolkit.core.clients import (
+    RedisClient,
+    get_raw,
+    require_client,
+    set_raw,
+    smembers_raw,
+    zrange_raw,
+)
 from botrix_toolkit.core.cluster_routing import (
     cluster_client,
     is_cluster_client,
@@ -56,9 +64,8 @@ ADD_CALLS_PER_ROUND_TRIP = 10
 STATUS_BATCH = 500
 # Every claimed job's status, looked up once rather than through the enum per job.
 _RUNNING = JobStatus.RUNNING.value
-# set_status's answer for one id (set_status.lua), as bytes or, from a client
-# that decodes responses, text.
-_CHANGED, _WRONG_TYPE = (b"c", "c"), (b"w", "w")
+# set_status's answer for one id (set_status.lua); script replies are always bytes (clients.py).
+_CHANGED, _WRONG_TYPE = b"c", b"w"
 # Orphans and finished ids one claim may pop before it returns to the caller.
 CLAIM_EXTRA_POPS = 1000
 
@@ -77,13 +84,15 @@ class QueueService:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         prefix: str = DEFAULT_PREFIX,
         ttl: int = DEFAULT_TTL,
         url: str | None = None,
     ) -> None:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
             raise InvalidInputError(f"ttl must be a positive number of seconds; got {ttl!r}")
+        # Any redis-py client, decoding or not: the toolkit reads every reply as bytes (clients.py).
+        client = require_client(client)
         if is_cluster_client(client):
             require_hash_tag(prefix)
         self.redis = client
@@ -121,7 +130,7 @@ class QueueService:
             cluster = server_is_cluster(url, socket_timeout=socket_timeout, **redis_kwargs)
         if cluster:
             require_hash_tag(prefix)
-            client: redis.Redis = cluster_client(url, socket_timeout=socket_timeout, **redis_kwargs)
+            client: RedisClient = cluster_client(url, socket_timeout=socket_timeout, **redis_kwargs)
         else:
             redis_kwargs.setdefault("retry", _ReconnectRetry(
                 ExponentialBackoff(cap=1.0, base=0.05), RECONNECT_RETRIES,
@@ -315,7 +324,7 @@ class QueueService:
     def _job_for_requeue(self, job_id: str, job: Job | Mapping[str, Any] | None) -> Job:
         if job is None:
             with self.errors_for(self.keys.data(job_id)):
-                data = self.redis.get(self.keys.data(job_id))
+                data = get_raw(self.redis, self.keys.data(job_id))
             if data is None:
                 raise JobNotFoundError(f"job {job_id!r} has no data (key {self.keys.data(job_id)!r})")
             job = Job.from_wire(data, job_id)
@@ -338,9 +347,9 @@ class QueueService:
                 keys=(*keys.script_head, status_key),
                 args=(status.value, self.ttl, keys.updates, event, "known", error, int(time.time()), job_id),
             )
-        if outcome in _CHANGED:
+        if outcome == _CHANGED:
             return
-        if outcome in _WRONG_TYPE:
+        if outcome == _WRONG_TYPE:
             raise WrongKeyTypeError(f"key {status_key!r} is not a string: cannot store a status there")
         raise JobNotFoundError(f"no job {job_id!r}: not queued, not processing, and no key {status_key!r}")
 
@@ -435,7 +444,7 @@ class QueueService:
         keys, removed, start = self.keys, [], 0
         with self.errors_for(keys.queue):
             while True:
-                ids = [as_text(m) for m in self.redis.zrange(keys.queue, start, start + chunk - 1)]
+                ids = [as_text(m) for m in zrange_raw(self.redis, keys.queue, start, start + chunk - 1)]
                 if not ids:
                     break
                 gone = self._scripts.remove_orphans(
@@ -460,7 +469,7 @@ class QueueService:
         done = seen = 0
         while seen <= total:
             with self.errors_for(keys.queue):
-                ids = [as_text(m) for m in self.redis.zrange(keys.queue, 0, STATUS_BATCH - 1)]
+                ids = [as_text(m) for m in zrange_raw(self.redis, keys.queue, 0, STATUS_BATCH - 1)]
             if not ids:
                 break
             seen += len(ids)
@@ -474,7 +483,7 @@ class QueueService:
         """Cancels every job in processing (no worker may finish it now); returns how many."""
         keys = self.keys
         with self.errors_for(keys.processing):
-            ids = sorted(as_text(m) for m in self.redis.smembers(keys.processing))
+            ids = sorted(as_text(m) for m in smembers_raw(self.redis, keys.processing))
         return len(self._transition_many(ids, JobStatus.CANCELLED, "job_cancelled", "processing"))
 
     # -- reading ---------------------------------------------------------
@@ -482,7 +491,7 @@ class QueueService:
         """The stored status of a job; JobNotFoundError when there is none."""
         key = self.keys.status(validate_job_id(job_id))
         with self.errors_for(key):
-            value = self.redis.get(key)
+            value = get_raw(self.redis, key)
         if value is None:
             raise JobNotFoundError(f"no status for job {job_id!r} (key {key!r}): unknown or expired")
         text = as_text(value)
@@ -495,7 +504,7 @@ class QueueService:
         """The job stored under an id; JobNotFoundError or CorruptJobError."""
         key = self.keys.data(validate_job_id(job_id))
         with self.errors_for(key):
-            data = self.redis.get(key)
+            data = get_raw(self.redis, key)
         if data is None:
             raise JobNotFoundError(f"no data for job {job_id!r} (key {key!r}): unknown or expired")
         return Job.from_wire(data, job_id)
@@ -566,13 +575,13 @@ class QueueService:
         with self.errors_for(key):
             # SET ... GET refuses (WRONGTYPE) a key holding another type
             # instead of silently replacing it, in the same single command.
-            self.redis.set(key, body, ex=self.ttl, get=True)
+            set_raw(self.redis, key, body, ex=self.ttl, get=True)
 
     def get_job_result(self, job_id: str) -> str:
         """The job's result as JSON text; JobNotFoundError when there is none."""
         key = self.keys.results(validate_job_id(job_id))
         with self.errors_for(key):
-            value = self.redis.get(key)
+            value = get_raw(self.redis, key)
         if value is None:
             raise JobNotFoundError(f"no result for job {job_id!r} (key {key!r})")
         return as_text(value)
@@ -656,7 +665,7 @@ def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:
     return job.id, job.to_json(), job.priority
 
 
-def _describe_client(client: redis.Redis) -> str:
+def _describe_client(client: RedisClient) -> str:
     if is_cluster_client(client):
         node = client.get_default_node()
         return f"redis://{node.host}:{node.port} (cluster)" if node else "a Redis Cluster"

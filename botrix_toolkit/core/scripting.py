@@ -233,16 +233,18 @@ class LuaScript:
             target = self._client  # never a pipeline: spares an ABC isinstance check per call
         elif isinstance(client, Pipeline):
             client.scripts.add(self)  # the pipeline loads it before it runs
-            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
         else:
             target = client
+        # NEVER_DECODE: the reply as bytes whatever the client decodes (clients.py);
+        # a script's reply must never fail to be read after the script changed data.
         try:
             try:
-                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
             except NoScriptError:
                 # A restarted or flushed server: load once, then run again.
                 target.script_load(self.script)
-                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
         except redis.exceptions.ResponseError as error:
             # The same error, with its lines in our files (Valkey's message names no SHA to find them by).
             if error.args and isinstance(error.args[0], str):
