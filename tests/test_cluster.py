@@ -46,10 +46,14 @@ def tagged_prefix() -> str:
     return f"{{test-{uuid4().hex[:10]}}}:jobs"
 
 
-@pytest.fixture
-def cq(local_cluster: LocalCluster, tagged_prefix: str) -> Iterator[QueueService]:
-    """A QueueService on the cluster under a fresh hash-tagged prefix; keys removed after."""
-    service = QueueService.from_url(local_cluster.url, prefix=tagged_prefix)
+@pytest.fixture(params=[False, True], ids=["bytes", "decoded"])
+def cq(request: pytest.FixtureRequest, local_cluster: LocalCluster, tagged_prefix: str) -> Iterator[QueueService]:
+    """A QueueService on the cluster under a fresh hash-tagged prefix; keys removed after.
+
+    Once on a RedisCluster that returns bytes, once on one that decodes
+    responses: the toolkit must read both alike (test_clients.py).
+    """
+    service = QueueService.from_url(local_cluster.url, prefix=tagged_prefix, decode_responses=request.param)
     try:
         yield service
     finally:
@@ -223,7 +227,9 @@ def test_subscribe_on_a_cluster_receives_the_queue_events(cq: QueueService) -> N
                 messages.append(message)
     finally:
         pubsub.close()
-    assert [m["channel"] for m in messages] == [cq.keys.updates.encode()] * 2
+    # messages come as the client decodes them: the PubSub is the caller's own client's
+    channel = cq.keys.updates if cq.redis.get_encoder().decode_responses else cq.keys.updates.encode()
+    assert [m["channel"] for m in messages] == [channel] * 2
 
 
 def test_a_worker_runs_on_a_cluster_queue(cq: QueueService) -> None:

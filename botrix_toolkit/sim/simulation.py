@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from botrix_toolkit.core.clients import mget_raw
 from botrix_toolkit.core.cluster_routing import node_client
 from botrix_toolkit.core.models import Job
 from botrix_toolkit.core.node_pipelines import run_on_queue_node
@@ -533,7 +534,7 @@ def check_conservation(q: QueueService, run_tag: str, added: int) -> dict[str, A
     for start in range(0, added, _CONSERVATION_CHUNK):
         ids = [job_id(run_tag, n) for n in range(start, min(added, start + _CONSERVATION_CHUNK))]
         statuses, scores, held = run_on_queue_node(q.redis, keys, [
-            lambda pipe, ids=ids: pipe.mget([keys.status(i) for i in ids]),
+            lambda pipe, ids=ids: mget_raw(pipe, [keys.status(i) for i in ids]),
             lambda pipe, ids=ids: pipe.zmscore(keys.queue, ids),
             lambda pipe, ids=ids: pipe.smismember(keys.processing, ids),
         ])
