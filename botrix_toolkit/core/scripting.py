@@ -24,6 +24,7 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from botrix_toolkit.core.clients import RAW, CommandTarget, RedisClient
 from botrix_toolkit.core.errors import (
     BotrixError,
     ScriptAssemblyError,
@@ -221,30 +222,33 @@ class LuaScript:
     loads its scripts before executing.
     """
 
-    def __init__(self, client: redis.Redis, name: str) -> None:
+    def __init__(self, client: RedisClient, name: str) -> None:
         self.name = name
         self._assembled = assemble(name)
         self.script = self._assembled.source
         self.sha = hashlib.sha1(self.script.encode("utf-8")).hexdigest()
         self._client = client
+        # A decoding client is asked for the reply raw (clients.py): a script's
+        # reply must never fail to be read after the script changed data. A
+        # client that returns bytes is not: the option costs about a
+        # microsecond per call, as redis-py hands it down through each layer.
+        self._reply_options = RAW if client.get_encoder().decode_responses else {}
 
-    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: CommandTarget | None = None) -> Any:
         if client is None:
-            target = self._client  # never a pipeline: spares an ABC isinstance check per call
+            target, options = self._client, self._reply_options  # never a pipeline: no isinstance check
         elif isinstance(client, Pipeline):
             client.scripts.add(self)  # the pipeline loads it before it runs
-            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, **RAW)
         else:
-            target = client
-        # NEVER_DECODE: the reply as bytes whatever the client decodes (clients.py);
-        # a script's reply must never fail to be read after the script changed data.
+            target, options = client, RAW
         try:
             try:
-                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
+                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, **options)
             except NoScriptError:
                 # A restarted or flushed server: load once, then run again.
                 target.script_load(self.script)
-                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
+                return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, **options)
         except redis.exceptions.ResponseError as error:
             # The same error, with its lines in our files (Valkey's message names no SHA to find them by).
             if error.args and isinstance(error.args[0], str):
@@ -255,7 +259,7 @@ class LuaScript:
 class Scripts:
     """Every script of ``scripts/`` for one client: ``scripts.add_jobs(keys=..., args=...)``."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         for name in SCRIPT_NAMES:
             setattr(self, name, LuaScript(client, name))
 
