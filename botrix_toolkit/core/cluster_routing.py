@@ -14,7 +14,7 @@ listen on any node (``node_client``).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeGuard
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -22,6 +22,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def prefix_slot(prefix: str) -> int:
     return key_slot(require_hash_tag(prefix).encode())
 
 
-def is_cluster_client(client: Any) -> bool:
+def is_cluster_client(client: object) -> TypeGuard[RedisCluster]:
     """True for a redis-py ``RedisCluster`` (and its ``ClusterPipeline``)."""
     return isinstance(client, RedisCluster)
 
@@ -99,15 +100,15 @@ def cluster_client(url: str, *, socket_timeout: float = 10.0, **kwargs: Any) -> 
     return RedisCluster.from_url(url, socket_timeout=socket_timeout, **kwargs)
 
 
-def node_client(client: redis.Redis | RedisCluster) -> redis.Redis:
+def node_client(client: RedisClient) -> redis.Redis:
     """A plain ``redis.Redis`` on one node of ``client`` (itself when not a cluster).
 
     For what needs a single connection with the client's settings (AUTH, TLS,
     timeouts): an ``EventRecorder`` subscribes through it, and cluster pub/sub
     delivers every node's messages there.
     """
-    if not is_cluster_client(client):
+    if not isinstance(client, RedisCluster):
         return client
     node = client.get_default_node() or client.get_primaries()[0]
-    node_redis = client.get_redis_connection(node)
+    node_redis: redis.Redis = client.get_redis_connection(node)
     return node_redis

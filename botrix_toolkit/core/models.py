@@ -251,7 +251,7 @@ class Job:
         return job
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> Job:
+    def from_dict(cls, mapping: Job | Mapping[str, Any]) -> Job:
         """A job from user input: priority labels, datetimes or RFC 3339 strings.
 
         Missing id: a uuid4 is made. Raises InvalidInputError naming the field.
@@ -286,8 +286,9 @@ class Job:
                 kind = _GO_FIELD_KIND[name]
                 # The common, already-correct values skip the general checks:
                 # adding jobs in bulk spends most of its Python time here.
+                # (mypy cannot narrow value through the lookup: it is an int when kind is _INT)
                 if type(value) is _PLAIN_TYPE.get(kind) and (
-                    kind is not _INT or _INT64_MIN <= value <= _INT64_MAX
+                    kind is not _INT or _INT64_MIN <= value <= _INT64_MAX  # type: ignore[operator]
                 ):
                     values[name] = value
                     continue
@@ -419,7 +420,8 @@ def plain_job_json(mapping: Mapping[str, Any]) -> tuple[str, str, int] | None:
             except ValueError:
                 return None
         elif type(value) is not _PLAIN_TYPE[kind] or (
-            kind is _INT and not _INT64_MIN <= value <= _INT64_MAX
+            # an int here when kind is _INT (mypy cannot narrow through the lookup)
+            kind is _INT and not _INT64_MIN <= value <= _INT64_MAX  # type: ignore[operator]
         ):
             return None
         elif omit_empty and not value:

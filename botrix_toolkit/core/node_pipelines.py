@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis
 from redis.client import Pipeline
+from redis.cluster import RedisCluster
 
 from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.cluster_routing import is_cluster_client
@@ -38,7 +40,8 @@ def queue_pipeline(client: RedisClient, keys: QueueKeys) -> Pipeline:
     a plain pipeline to that one node runs as usual.
     """
     if is_cluster_client(client):
-        client = client.get_redis_connection(client.get_node_from_key(keys.queue))
+        node: redis.Redis = client.get_redis_connection(client.get_node_from_key(keys.queue))
+        return node.pipeline(transaction=False)
     return client.pipeline(transaction=False)
 
 
@@ -67,7 +70,7 @@ def run_on_queue_node(client: RedisClient, keys: QueueKeys, commands: Sequence[P
                 replies[index] = reply
         if not redirected:
             return replies
-        if not is_cluster_client(client) or time.monotonic() > deadline:
+        if not isinstance(client, RedisCluster) or time.monotonic() > deadline:
             raise redirected[0][1]
         # MOVED: the slot has moved, the map says where. ASK, TRYAGAIN: it is
         # moving; the map changes when the move ends.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from botrix_toolkit.core.clients import RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
 from botrix_toolkit.core.keys import QueueKeys
@@ -57,7 +58,7 @@ def iter_queue_entries(
         ids = [member.decode("utf-8", "replace") for member, _ in members]
         data_keys, status_keys = [keys.data(job_id) for job_id in ids], [keys.status(job_id) for job_id in ids]
         data, status = run_on_queue_node(client, keys, [
-            lambda pipe, names=data_keys: mget_raw(pipe, names), lambda pipe, names=status_keys: mget_raw(pipe, names),
+            partial(mget_raw, keys=data_keys), partial(mget_raw, keys=status_keys),
         ])
         yield QueueEntries(start, ids, [int(-score) for _, score in members], data, status)
         if len(members) <= stop - start:

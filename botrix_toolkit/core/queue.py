@@ -14,7 +14,8 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -46,7 +47,7 @@ from botrix_toolkit.core.models import (
     utc_now,
     validate_job_id,
 )
-from botrix_toolkit.core.node_pipelines import PipelineCommand, run_on_queue_node
+from botrix_toolkit.core.node_pipelines import run_on_queue_node
 from botrix_toolkit.core.redaction import SECRET_FIELDS, redact_url
 from botrix_toolkit.core.scripting import Scripts, as_text, translated_errors
 
@@ -77,6 +78,7 @@ CLAIM_EXTRA_POPS = 1000
 RECONNECT_RETRIES = 4
 
 ProgressCallback = Callable[[int, int], None]
+_T = TypeVar("_T")
 
 
 class QueueService:
@@ -200,18 +202,18 @@ class QueueService:
         with self.errors_for(keys.queue):
             for start in range(0, total, per_round_trip):
                 round_trip = prepared[start : start + per_round_trip]
-                calls: list[PipelineCommand] = []
+                calls: list[tuple[list[str], list[Any]]] = []  # (keys, args) of each script call
                 for offset in range(0, len(round_trip), ADD_BATCH):
                     script_keys = [keys.queue]
                     script_args: list[Any] = [self.ttl, keys.updates, int(time.time())]
                     for job_id, body, priority in round_trip[offset : offset + ADD_BATCH]:
                         script_keys += (keys.data(job_id), keys.status(job_id))
                         script_args += (job_id, body, priority)
-                    calls.append(lambda pipe, k=script_keys, a=script_args: self._scripts.add_jobs(k, a, pipe))
+                    calls.append((script_keys, script_args))
                 if len(calls) == 1:
-                    calls[0](self.redis)  # one call: no pipeline needed
+                    self._scripts.add_jobs(*calls[0])  # one call: no pipeline needed
                 else:
-                    run_on_queue_node(self.redis, keys, calls)
+                    run_on_queue_node(self.redis, keys, [partial(self._scripts.add_jobs, k, a) for k, a in calls])
                 if progress is not None:
                     progress(min(start + per_round_trip, total), total)
 
@@ -233,7 +235,8 @@ class QueueService:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidInputError(f"n must be a positive integer; got {n!r}")
-        keys, jobs = self.keys, []
+        keys = self.keys
+        jobs: list[Job] = []
         while len(jobs) < n:
             with self._script_head_errors:
                 reply = self._scripts.claim_jobs(
@@ -637,7 +640,13 @@ class _ReconnectRetry(Retry):
     password would cost a minute of back-off before its error shows.
     """
 
-    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
+    def call_with_retry(
+        self,
+        do: Callable[[], _T],
+        fail: Callable[[Exception], Any] | Callable[[Exception, int], Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> _T:
         def retryable(error: Exception) -> bool:
             if isinstance(error, redis.exceptions.AuthenticationError):
                 return False

@@ -238,7 +238,8 @@ class LuaScript:
         if client is None:
             target, options = self._client, self._reply_options  # never a pipeline: no isinstance check
         elif isinstance(client, Pipeline):
-            client.scripts.add(self)  # the pipeline loads it before it runs
+            # The pipeline loads it before it runs: it reads only .sha and .script, which a LuaScript has.
+            client.scripts.add(self)  # type: ignore[arg-type]
             return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, **RAW)
         else:
             target, options = client, RAW
@@ -295,9 +296,10 @@ class translated_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        # Never suppresses an exception: it raises the translated one, or lets the original through.
         if exc is None or isinstance(exc, BotrixError) or not isinstance(exc, redis.exceptions.RedisError):
-            return False
+            return
         server = self.server
         if isinstance(exc, redis.exceptions.TimeoutError):
             raise ServerTimeoutError(f"{server} did not answer in time: {exc}") from exc
@@ -321,7 +323,6 @@ class translated_errors:
                 named = ", ".join(repr(k) for k in self.keys) or "a queue key"
                 raise WrongKeyTypeError(f"{named}: {text}") from exc
             raise BotrixError(f"{server} refused the command: {text}") from exc
-        return False
 
 
 def as_text(value: Any) -> str:
