@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ PRIORITY_LABEL_DTYPE = pd.CategoricalDtype(["low", "normal", "high"], ordered=Tr
 THROUGHPUT_COLUMNS: tuple[str, ...] = (
     "added", "started", "completed", "failed", "cancelled", "requeued", "recovered",
 )
-LATENCY_DTYPES: dict[str, object] = {
+LATENCY_DTYPES: dict[str, Any] = {  # Any: pandas-stubs types each dtype name as its own Literal
     "job_id": "string", "attempt": "int64", "priority": "Int64",
     "priority_label": PRIORITY_LABEL_DTYPE, "added_at": "datetime64[ns, UTC]",
     "started_at": "datetime64[ns, UTC]", "ended_at": "datetime64[ns, UTC]",
@@ -45,7 +46,7 @@ _STATS_TO_DEPTH = {"high_priority": "high", "normal_priority": "normal",
 # The job state a named event implies (status_updated carries its own).
 _EVENT_STATE = {"job_completed": "completed", "job_failed": "failed",
                          "job_cancelled": "cancelled", "job_added": "pending"}
-_UTC_NS = "datetime64[ns, UTC]"
+_UTC_NS: Final = "datetime64[ns, UTC]"
 # Working text dtype: missing is NaN, so comparisons give plain bool (False where missing).
 _TEXT = pd.StringDtype(na_value=np.nan)
 
@@ -143,7 +144,8 @@ def throughput(events: pd.DataFrame, freq: str = "1s") -> pd.DataFrame:
         "requeued": rows["add_kind"] == "requeued",
         "recovered": rows["add_kind"] == "recovered",
     }
-    counted = pd.DataFrame({name: flag.fillna(False).astype("int64")
+    # ndarray & Series is a Series at runtime (pandas takes the operator); the stubs say ndarray.
+    counted = pd.DataFrame({name: flag.fillna(False).astype("int64")  # type: ignore[attr-defined]
                             for name, flag in flags.items()})
     bins = rows["time"].dt.floor(freq)
     table = counted.groupby(bins.rename("time")).sum()
@@ -192,8 +194,9 @@ def latency(events: pd.DataFrame) -> pd.DataFrame:
     out["started_at"] = out["started_at"].astype(_UTC_NS)
     out["ended_at"] = out["ended_at"].astype(_UTC_NS)
     second = pd.Timedelta(seconds=1)
-    out["wait_s"] = (out["started_at"] - out["added_at"]) / second
-    out["run_s"] = (out["ended_at"] - out["started_at"]) / second
+    # timedeltas / 1 s are float seconds; the stubs type a difference of datetime columns as Series[Any]
+    out["wait_s"] = (out["started_at"] - out["added_at"]) / second  # type: ignore[operator]
+    out["run_s"] = (out["ended_at"] - out["started_at"]) / second  # type: ignore[operator]
     out["priority_label"] = priority_label(out["priority"])
     out = out.reset_index().sort_values(["added_at", "job_id", "attempt"], kind="stable")
     return out[list(LATENCY_DTYPES)].astype(LATENCY_DTYPES).reset_index(drop=True)

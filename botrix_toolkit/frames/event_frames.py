@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from botrix_toolkit.core.redaction import REDACTED, redact
 
 logger = logging.getLogger(__name__)
 
-UTC_NS = "datetime64[ns, UTC]"
+UTC_NS: Final = "datetime64[ns, UTC]"
 
 # numpy's NaT as an int64: the "missing" value of an int64 nanosecond column.
 _NAT_NS = np.iinfo(np.int64).min
@@ -58,8 +58,11 @@ def _object_array(values: Sequence[Any]) -> np.ndarray:
 # Events: one row per message received on the updates channel
 # ---------------------------------------------------------------------------
 
+# The column dicts map names to pandas dtype names. Their values are typed Any:
+# pandas-stubs gives each dtype name its own Literal, which a str is not.
+
 #: The events frame: one row per received message, in receive order, RangeIndex.
-EVENT_COLUMNS: dict[str, str] = {
+EVENT_COLUMNS: dict[str, Any] = {
     "received_at": UTC_NS,  # local time the message was read from the socket
     "timestamp": UTC_NS,  # the message's own time (whole seconds); NaT if absent
     "event": "string",  # job_added, status_updated, job_completed, ...
@@ -70,7 +73,7 @@ EVENT_COLUMNS: dict[str, str] = {
 }
 
 #: Messages that could not be read as an event: one row per message, receive order.
-MALFORMED_COLUMNS: dict[str, str] = {
+MALFORMED_COLUMNS: dict[str, Any] = {
     "received_at": UTC_NS,
     "raw": "string",  # the bytes as UTF-8 text, undecodable bytes replaced, passwords redacted
     "reason": "string",  # why it is not an event
@@ -133,7 +136,7 @@ def parse_event_messages(
     """
     n = len(raw_messages)
     if isinstance(received_at_ns, int):
-        received = [received_at_ns] * n
+        received: Sequence[int] = [received_at_ns] * n
     else:
         received = received_at_ns
         if len(received) != n:
@@ -274,7 +277,7 @@ def malformed_frame_from(
 # ---------------------------------------------------------------------------
 
 #: One row per gap, oldest first. ``end`` is NaT while the gap is still open.
-GAP_COLUMNS: dict[str, str] = {
+GAP_COLUMNS: dict[str, Any] = {
     "start": UTC_NS,  # when the connection was found lost
     "end": UTC_NS,  # when the recorder was subscribed again
     "duration_s": "float64",  # end - start in seconds (up to now for an open gap)
@@ -290,7 +293,8 @@ def gaps_frame_from(gaps: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "start": pd.to_datetime([g["start"] for g in gaps], utc=True),
-            "end": pd.to_datetime([g.get("end") for g in gaps], utc=True),
+            # None (a gap still open) becomes NaT; the stubs take no None in the list
+            "end": pd.to_datetime([g.get("end") for g in gaps], utc=True),  # type: ignore[arg-type]
             "duration_s": np.array([g["duration_s"] for g in gaps], dtype="float64"),
             "reason": pd.array([g["reason"] for g in gaps], dtype=GAP_COLUMNS["reason"]),
         }

@@ -27,20 +27,19 @@ from collections import deque
 from dataclasses import fields
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hiredis
 import pandas as pd
 import redis
 
+from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.cluster_routing import node_client
 from botrix_toolkit.core.errors import InvalidInputError, ServerConnectionError
 from botrix_toolkit.core.keys import DEFAULT_PREFIX, QueueKeys
+from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.frames.event_frames import ParsedEvents, gaps_frame_from, parse_event_messages
 from botrix_toolkit.frames.history import RecordedEvents, gap_records, summary_html
-
-if TYPE_CHECKING:
-    from botrix_toolkit.core.queue import QueueService
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +67,12 @@ class EventRecorder:
 
     def __init__(
         self,
-        q: QueueService | redis.Redis,
+        q: QueueService | RedisClient,
         channel: str | None = None,
         maxlen: int = 1_000_000,
     ) -> None:
         # On a cluster, subscribe through one node: classic pub/sub reaches every node.
-        client = node_client(getattr(q, "redis", q))
+        client = node_client(q.redis if isinstance(q, QueueService) else q)
         if channel is None:
             keys = getattr(q, "keys", None)
             channel = keys.updates if isinstance(keys, QueueKeys) else QueueKeys(DEFAULT_PREFIX).updates

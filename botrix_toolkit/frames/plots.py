@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -65,15 +66,18 @@ def priority_distribution(stats: pd.DataFrame | Mapping[str, int]) -> go.Figure:
     latest snapshot, is drawn). One bar trace per level, named high/normal/low.
     """
     figure = _figure("priority-distribution", "Pending jobs by priority", "priority", "jobs")
+    latest: Mapping[Any, Any]
     if isinstance(stats, pd.DataFrame):
         if stats.empty:
             return _no_data(figure)
-        stats = stats.iloc[-1].to_dict()
-    missing = [key for key in _STATS_KEYS.values() if key not in stats]
+        latest = stats.iloc[-1].to_dict()
+    else:
+        latest = stats
+    missing = [key for key in _STATS_KEYS.values() if key not in latest]
     if missing:
         raise InvalidInputError(f"stats has no {missing[0]!r}; expected keys "
                                 f"{list(_STATS_KEYS.values())}")
-    counts = {level: int(stats[key]) for level, key in _STATS_KEYS.items()}
+    counts = {level: int(latest[key]) for level, key in _STATS_KEYS.items()}
     for level, count in counts.items():
         figure.add_trace(go.Bar(x=[level], y=[count], name=level, text=[count],
                                 marker_color=PRIORITY_COLORS[level], showlegend=False))
