@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-
 from botrix_toolkit.core.cleanup import delete_keys_under
+from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.keys import QueueKeys
+from botrix_toolkit.core.node_pipelines import queue_pipeline
 from botrix_toolkit.core.queries import HIGH_SCORES, LOW_SCORES, NORMAL_SCORES
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.core.redaction import redact_url
@@ -91,9 +91,9 @@ def fill_queue(q: QueueService, jobs: int, progress: Callable[[int], None] | Non
             progress(done)
 
 
-def _baseline_refresh(client: redis.Redis, keys: QueueKeys, top_n: int) -> None:
+def _baseline_refresh(client: RedisClient, keys: QueueKeys, top_n: int) -> None:
     """The bare commands behind a refresh: counts, the head of the queue, its jobs."""
-    pipe = client.pipeline(transaction=False)
+    pipe = queue_pipeline(client, keys)
     pipe.zcard(keys.queue)
     pipe.scard(keys.processing)
     for low, high in (HIGH_SCORES, NORMAL_SCORES, LOW_SCORES):
@@ -102,7 +102,7 @@ def _baseline_refresh(client: redis.Redis, keys: QueueKeys, top_n: int) -> None:
     pipe.smembers(keys.processing)
     *_, head, held = pipe.execute()
     ids = [member.decode() for member, _ in head] + [member.decode() for member in held]
-    pipe = client.pipeline(transaction=False)
+    pipe = queue_pipeline(client, keys)
     pipe.mget([keys.data(job_id) for job_id in ids])
     pipe.mget([keys.status(job_id) for job_id in ids])
     pipe.execute()

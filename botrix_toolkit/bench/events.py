@@ -72,6 +72,7 @@ def _publisher(
     client = redis.Redis.from_url(url)
     conn = client.connection_pool.get_connection()
     sock = conn._sock
+    assert sock is not None, "get_connection() connects"
     sock.settimeout(30)
     batch = _pack_publish(channel.encode(), event_messages(_BATCH))
     reader = hiredis.Reader()

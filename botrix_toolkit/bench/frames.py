@@ -43,8 +43,9 @@ def raw_pending_frame(client: redis.Redis, prefix: str) -> pd.DataFrame:
     queue, rows, start = f"{prefix}:queue", [], 0
     while ids := client.zrange(queue, start, start + CHUNK - 1):
         pipe = client.pipeline(transaction=False)
-        pipe.mget([f"{prefix}:data:{i.decode()}" for i in ids])
-        pipe.mget([f"{prefix}:status:{i.decode()}" for i in ids])
+        # the raw baseline on a bytes client: members are bytes (redis-py types replies as a union)
+        pipe.mget([f"{prefix}:data:{i.decode()}" for i in ids])  # type: ignore[union-attr]
+        pipe.mget([f"{prefix}:status:{i.decode()}" for i in ids])  # type: ignore[union-attr]
         data, status = pipe.execute()
         for body, state in zip(data, status):
             if body is not None and state == b"pending":
@@ -58,8 +59,8 @@ def go_style_rate(client: redis.Redis, prefix: str, sample: int = 2000) -> float
     ids = client.zrange(f"{prefix}:queue", 0, sample - 1)
     started = time.perf_counter()
     for job_id in ids:
-        client.get(f"{prefix}:data:{job_id.decode()}")
-        client.get(f"{prefix}:status:{job_id.decode()}")
+        client.get(f"{prefix}:data:{job_id.decode()}")  # type: ignore[union-attr]  # bytes client, as above
+        client.get(f"{prefix}:status:{job_id.decode()}")  # type: ignore[union-attr]
     return len(ids) / (time.perf_counter() - started)
 
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -118,7 +119,7 @@ def _sample_job() -> dict:
 
 
 def _event(name: str, job_id: str, priority: int | None = None) -> str:
-    data = {"job_id": job_id, "status": "pending"}
+    data: dict[str, Any] = {"job_id": job_id, "status": "pending"}
     if priority is not None:
         data["priority"] = priority
     return json.dumps({"event": name, "job_id": job_id, "timestamp": int(time.time()), "data": data})
@@ -212,7 +213,7 @@ class QueueBenchmark:
     def toolkit_cycle(self, keys: QueueKeys) -> None:
         q = self._service(keys)
         for _ in range(self.jobs):
-            q.complete_job(q.dequeue_job().id)
+            q.complete_job(q.dequeue_job().id)  # type: ignore[union-attr]  # filled with self.jobs jobs
 
     def toolkit_batch_cycle(self, keys: QueueKeys) -> None:
         q = self._service(keys)

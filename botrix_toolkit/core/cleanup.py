@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import redis
+from botrix_toolkit.core.clients import RedisClient
 
 
-def delete_keys_under(client: redis.Redis, prefix: str, unlink: bool = True, batch_size: int = 10_000) -> int:
+def delete_keys_under(client: RedisClient, prefix: str, unlink: bool = True, batch_size: int = 10_000) -> int:
     """Delete every key starting with ``prefix`` in batches of SCAN; return how many were removed.
 
     For a test's or a benchmark's leftovers: SCAN with a glob-escaped prefix,

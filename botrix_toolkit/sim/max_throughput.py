@@ -134,7 +134,7 @@ def _raw_claim_and_complete(q: QueueService, batch: int) -> list[str]:
     popped = client.zpopmin(keys.queue, batch)
     if not popped:
         return []
-    ids = [member.decode() for member, _ in popped]
+    ids = [member.decode() for member, _ in popped]  # type: ignore[union-attr,str-unpack]  # bytes client
     pipe = client.pipeline(transaction=False)
     pipe.mget([keys.data(i) for i in ids])
     pipe.sadd(keys.processing, *ids)

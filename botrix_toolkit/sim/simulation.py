@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -527,16 +528,16 @@ def check_conservation(q: QueueService, run_tag: str, added: int) -> dict[str, A
     queue), processing (running and in processing), lost (anything else: no
     status, pending but not queued, running but not held), lost_ids (up to 20).
     """
-    counts = {"added": added, "completed": 0, "failed": 0, "cancelled": 0,
+    counts: dict[str, Any] = {"added": added, "completed": 0, "failed": 0, "cancelled": 0,
               "queued": 0, "processing": 0, "lost": 0}
     lost_ids: list[str] = []
     keys = q.keys
     for start in range(0, added, _CONSERVATION_CHUNK):
         ids = [job_id(run_tag, n) for n in range(start, min(added, start + _CONSERVATION_CHUNK))]
         statuses, scores, held = run_on_queue_node(q.redis, keys, [
-            lambda pipe, ids=ids: mget_raw(pipe, [keys.status(i) for i in ids]),
-            lambda pipe, ids=ids: pipe.zmscore(keys.queue, ids),
-            lambda pipe, ids=ids: pipe.smismember(keys.processing, ids),
+            partial(mget_raw, keys=[keys.status(i) for i in ids]),
+            lambda pipe, ids=ids: pipe.zmscore(keys.queue, ids),  # type: ignore[misc]  # mypy infers no lambda with defaults
+            lambda pipe, ids=ids: pipe.smismember(keys.processing, ids),  # type: ignore[misc]  # nor this one
         ])
         for job, status, score, is_held in zip(ids, statuses, scores, held):
             status = status.decode() if status is not None else None

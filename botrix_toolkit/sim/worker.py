@@ -82,8 +82,8 @@ class Worker:
                                      ("max_retries", max_retries, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise InvalidInputError(f"{name} must be an integer >= {minimum}; got {value!r}")
-        for name, value in (("lease_s", lease_s), ("poll_interval", poll_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        for name, seconds in (("lease_s", lease_s), ("poll_interval", poll_interval)):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
                 raise InvalidInputError(
                     f"{name} must be a positive number of seconds; got {value!r}")
         if not callable(handler):
@@ -233,6 +233,7 @@ class Worker:
         self._release(successes)
         self.stats.completed += len(successes)
         for position, outcome in enumerate(failures):
+            assert outcome.error is not None  # failures are the outcomes with an error
             try:
                 self._fail(outcome.job, outcome.error)
             except (ServerConnectionError, ServerTimeoutError) as exc:
@@ -311,7 +312,7 @@ class Worker:
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, self._on_signal)
         return previous
