@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +19,9 @@ from botrix_toolkit.dashboard import controls, snapshot, state
 
 from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError
 from botrix_toolkit.frames import analysis, plots
+
+if TYPE_CHECKING:
+    from streamlit.elements.lib.column_config_utils import ColumnConfigMappingInput
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ PRIORITY_CHOICES = list(analysis.PRIORITY_LEVELS)
 STATUS_CHOICES = ["pending", "running"]
 CHART_HEIGHT = 340
 # Friendlier headers; the frames keep their documented column names.
-COLUMN_LABELS = {
+COLUMN_LABELS: ColumnConfigMappingInput = {
     "rank": st.column_config.NumberColumn("#", help="position in the queue, 0 = served next"),
     "id": st.column_config.TextColumn("id", width=290),
     "priority_label": "priority",

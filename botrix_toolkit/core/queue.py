@@ -77,7 +77,7 @@ CLAIM_EXTRA_POPS = 1000
 # long (redis-py's default, 10 retries nested, takes over a minute).
 RECONNECT_RETRIES = 4
 
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], object]  # (done, total); what it returns is ignored
 _T = TypeVar("_T")
 
 

@@ -59,7 +59,7 @@ def _no_data(figure: go.Figure) -> go.Figure:
     return figure
 
 
-def priority_distribution(stats: pd.DataFrame | Mapping[str, int]) -> go.Figure:
+def priority_distribution(stats: pd.DataFrame | Mapping[Any, Any]) -> go.Figure:
     """Bar chart of pending jobs per priority level.
 
     ``stats`` is a ``get_queue_stats()`` dict or a stats frame (its last row, the
