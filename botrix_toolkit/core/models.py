@@ -541,4 +541,4 @@ def _check_json_value(name: str, value: Any) -> None:
         text = ""  # deeper than Python can encode: surely deeper than the limit
     # The job's own object is one level: a field may nest one level less.
     if not text or nests_too_deep(text, MAX_JSON_DEPTH - 1):
-        raise InvalidInputError(too_deep_message(f"job field {name!r} (with its job)"))
+        raise InvalidInputError(too_deep_message(f"job field {name!r}") + " (the job's own object counts as one)")
