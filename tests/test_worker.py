@@ -75,6 +75,16 @@ def test_exception_text_is_the_job_error(queue: QueueService) -> None:
     assert failed[0]["data"]["error"] == "RuntimeError: boom for bob with ***"
 
 
+def test_secrets_at_any_depth_are_blanked_in_a_handler_error(
+    queue: QueueService, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue.add_job({"meta": {"api_key": "KEY-9f3", "creds": [{"Password": "PW-71c"}]}})
+    stats = Worker(queue, handlers.explode_nested, max_retries=0).run(until_empty=True)
+    assert stats.failed == 1
+    assert "bad key *** for [{'Password': '***'}]" in caplog.text
+    assert "KEY-9f3" not in caplog.text and "PW-71c" not in caplog.text
+
+
 def test_lease_is_renewed_while_a_slow_handler_runs(queue: QueueService) -> None:
     job_id = queue.add_job({"count": 15})  # handlers.slow: 1.5 s
     worker = Worker(queue, handlers.slow, lease_s=0.3, poll_interval=0.05)

@@ -89,6 +89,38 @@ def redacted(value: Any, secrets: frozenset[str] = SECRET_FIELDS) -> Any:
     return value
 
 
+def secret_values(value: Any, secrets: frozenset[str] = SECRET_FIELDS) -> set[str]:
+    """Every non-empty text held under a secret key of ``value``, at any depth.
+
+    For blanking secrets that reached free text, such as an exception a handler raised.
+    """
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and is_secret_key(key, secrets):
+                if isinstance(item, str) and item:
+                    found.add(item)
+                elif isinstance(item, (dict, list)):
+                    found |= {text for text in _texts(item) if text}
+            elif isinstance(item, (dict, list)):
+                found |= secret_values(item, secrets)
+    elif isinstance(value, list):
+        for item in value:
+            found |= secret_values(item, secrets)
+    return found
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string inside a parsed JSON value (a secret key's whole value is secret)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _texts(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    return []
+
+
 def may_hold_secret(raw: bytes, secrets: frozenset[str] = SECRET_FIELDS) -> bool:
     """False only when the JSON text ``raw`` cannot hold a secret key: a cheap pre-check.
 
