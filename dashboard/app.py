@@ -31,13 +31,23 @@ live = st.sidebar.toggle("Live updates", value=True, key="live",
                          help="redraw figures and tables every few seconds")
 refresh_s = st.sidebar.select_slider("Refresh every (s)", options=[1, 2, 5], value=2,
                                      key="refresh_s")
-window_min = st.sidebar.number_input("Analyse the last (minutes)", min_value=1, max_value=60,
-                                     value=snapshot.DEFAULT_WINDOW_MIN, key="window_min")
+# Whole numbers in float widgets: Streamlit puts a float widget back to its default when
+# a crafted message sends NaN or infinity, where an int widget fails before this script runs.
+window_min = st.sidebar.number_input("Analyse the last (minutes)", min_value=1.0, max_value=60.0,
+                                     value=float(snapshot.DEFAULT_WINDOW_MIN), step=1.0,
+                                     format="%.0f", key="window_min")
 stall_timeout_s = st.sidebar.number_input(
     "Stalled after (s held)", min_value=1.0, value=snapshot.DEFAULT_STALL_TIMEOUT_S, step=10.0,
     key="stall_timeout_s", help="lease timeout: jobs held longer count as stalled")
-top_n = st.sidebar.number_input("Pending jobs shown", min_value=10, max_value=5000,
-                                value=snapshot.DEFAULT_TOP_N, step=50, key="top_n")
+top_n = st.sidebar.number_input("Pending jobs shown", min_value=10.0, max_value=5000.0,
+                                value=float(snapshot.DEFAULT_TOP_N), step=50.0, format="%.0f",
+                                key="top_n")
+
+# Checked again here, whatever the Streamlit version: a number that is not finite is never used.
+window_min = controls.finite_setting(window_min, snapshot.DEFAULT_WINDOW_MIN, "Analyse the last (minutes)")
+stall_timeout_s = controls.finite_setting(stall_timeout_s, snapshot.DEFAULT_STALL_TIMEOUT_S,
+                                          "Stalled after (s held)")
+top_n = controls.finite_setting(top_n, snapshot.DEFAULT_TOP_N, "Pending jobs shown")
 
 if conn is None:
     st.stop()

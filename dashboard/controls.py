@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
-from botrix_toolkit.dashboard import snapshot, state
+from botrix_toolkit.dashboard import cells, snapshot, state
 
 from botrix_toolkit import BotrixError, InvalidInputError, JobNotFoundError, ServerConnectionError
 
@@ -45,6 +45,16 @@ def friendly(exc: BotrixError) -> str:
     return str(exc)
 
 
+def finite_setting(value: Any, default: float, label: str) -> float:
+    """A sidebar number, or ``default`` with a warning when it is NaN, infinite or missing."""
+    number = cells.finite_number(value)
+    if number is None:
+        st.sidebar.warning(f"{label}: {cells.shown(str(value))} is not a finite number; "
+                           f"using {default:g}.")
+        return float(default)
+    return number
+
+
 def _attempt(action: Callable[[], Any]) -> tuple[bool, Any]:
     """(True, result) or (False, None) after showing a friendly error."""
     try:
@@ -63,16 +73,25 @@ def add_jobs_form(conn: state.Connection) -> None:
         left, right = st.columns(2)
         priority = left.selectbox("Priority", ["high", "normal", "low"], index=1,
                                   key="add_priority")
-        count = right.number_input("Accounts per job (count)", min_value=1, value=1, step=1,
-                                   key="add_count")
+        # float widgets showing whole numbers: see the sidebar's in app.py
+        count = right.number_input("Accounts per job (count)", min_value=1.0, value=1.0, step=1.0,
+                                   format="%.0f", key="add_count")
         username = left.text_input("Username", key="add_username")
-        copies = right.number_input("How many copies", min_value=1, max_value=MAX_COPIES,
-                                    value=1, step=1, key="add_copies")
+        copies = right.number_input("How many copies", min_value=1.0, max_value=float(MAX_COPIES),
+                                    value=1.0, step=1.0, format="%.0f", key="add_copies")
         test_mode = st.checkbox("Test mode", key="add_test_mode")
         extra_text = st.text_area("Extra fields (JSON object, optional)", key="add_extra",
                                   placeholder='{"source": "dashboard"}', height=80)
         submitted = st.form_submit_button("Add jobs", type="primary")
     if not submitted:
+        return
+    # The widgets' bounds hold in the browser only: a crafted message can send NaN, 1e300, -1.
+    problems = [f"{label} must be a whole number from {low:,} to {high:,}"
+                for label, value, low, high in (("count", count, 1, 2**63 - 1),
+                                                ("copies", copies, 1, MAX_COPIES))
+                if not _whole_between(value, low, high)]
+    if problems:
+        st.error(f"Nothing added: {'; '.join(problems)}.")
         return
     try:
         extra = snapshot.parse_extra_fields(extra_text)
@@ -100,6 +119,11 @@ def add_jobs_form(conn: state.Connection) -> None:
         st.rerun()
 
 
+def _whole_between(value: Any, low: int, high: int) -> bool:
+    number = cells.finite_number(value)
+    return number is not None and number == int(number) and low <= number <= high
+
+
 # -- cancelling ------------------------------------------------------------------
 
 def cancel_by_id_form(conn: state.Connection) -> None:
@@ -124,7 +148,7 @@ def cancel_by_id_form(conn: state.Connection) -> None:
     except BotrixError as exc:
         st.error(friendly(exc))
         return
-    report("success", f"Cancelled job {job_id}.")
+    report("success", f"Cancelled job {cells.shown(job_id)}.")
     st.rerun()
 
 

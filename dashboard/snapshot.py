@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from botrix_toolkit.dashboard import cells
 
+from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH, nests_too_deep, too_deep_message
+from botrix_toolkit.core.redaction import is_secret_key
 from botrix_toolkit.frames import analysis, plots
 
 if TYPE_CHECKING:
@@ -29,8 +32,6 @@ DEFAULT_STALL_TIMEOUT_S = 60.0
 DEFAULT_WINDOW_MIN = 5
 # "jobs per second now" averages over this many seconds of events.
 RATE_WINDOW_S = 10
-# Columns never shown, whatever a frame holds (the frames already redact them).
-HIDDEN_COLUMNS = frozenset({"password"})
 # Go bookkeeping fields that are empty or zero while a job waits: left out of the table.
 UNINFORMATIVE_COLUMNS = frozenset({"priority", "updated_at", "deleted_at", "started_at",
                                    "completed_at", "progress", "successful", "failed"})
@@ -128,26 +129,25 @@ def activity_figures(live: Activity) -> dict[str, go.Figure]:
     }
 
 
-def _as_text(value: Any) -> Any:
-    """Nested JSON values (lists, objects) as JSON text, so any column shows as text."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+def _hidden(column: Any) -> bool:
+    return column in UNINFORMATIVE_COLUMNS or (isinstance(column, str) and is_secret_key(column))
 
 
 def display_frame(frame: pd.DataFrame, first: tuple[str, ...]) -> pd.DataFrame:
-    """A job frame ready for st.dataframe: secrets dropped, ``first`` columns first.
+    """A job frame ready for st.dataframe: secret columns dropped, ``first`` columns first.
 
-    Extra job fields follow; nested values become JSON text (st.dataframe shows
-    every cell as text, so HTML in a job is never rendered).
+    Extra job fields follow. Every text cell is cut to ``cells.MAX_CELL_CHARS``
+    and its control and bidi characters escaped; nested values become JSON
+    text (st.dataframe shows every cell as text, so HTML in a job is never
+    rendered).
     """
     keep = [c for c in first if c in frame.columns]
-    rest = [c for c in frame.columns
-            if c not in keep and c not in HIDDEN_COLUMNS and c not in UNINFORMATIVE_COLUMNS]
+    rest = [c for c in frame.columns if c not in keep and not _hidden(c)]
     shown = frame[keep + rest].copy()
-    for column in rest:
-        if shown[column].dtype == object:
-            shown[column] = shown[column].map(_as_text).astype("string")
+    for column in shown.columns:
+        dtype = shown[column].dtype
+        if dtype.kind == "O" or isinstance(dtype, pd.StringDtype):
+            shown[column] = shown[column].map(cells.cell, na_action="ignore").astype("string")
     return shown
 
 
@@ -173,16 +173,25 @@ def parse_extra_fields(text: str) -> dict[str, Any]:
     """The add form's extra JSON: empty -> {}, else it must be a JSON object.
 
     Raises ValueError with a message that names the problem (line and column
-    for a syntax error, the type for a non-object).
+    for a syntax error, the type for a non-object, NaN or Infinity, nesting
+    deeper than ``MAX_JSON_DEPTH``).
     """
     if not text.strip():
         return {}
+    if nests_too_deep(text, MAX_JSON_DEPTH - 1):  # the job's own object is one more level
+        raise ValueError(too_deep_message("the extra fields' JSON") + " (the job's own object counts as one)")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"extra fields are not valid JSON: {exc.msg} "
                          f"(line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError(too_deep_message("the extra fields' JSON")) from None
     if not isinstance(value, dict):
         raise ValueError(f"extra fields must be a JSON object like {{\"source\": \"ui\"}}; "
                          f"got a JSON {type(value).__name__}")
     return value
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"extra fields hold {name}, which is not a JSON number: give a finite number")

@@ -37,3 +37,8 @@ def rendezvous(barrier: threading.Barrier) -> Callable[[Job], int]:
         return barrier.wait()
 
     return handler
+
+
+def explode_nested(job: Job) -> None:
+    """Always fails, echoing secrets kept below the top level of the job."""
+    raise RuntimeError(f"bad key {job.extra['meta']['api_key']} for {job.extra['meta']['creds']}")

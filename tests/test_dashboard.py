@@ -14,11 +14,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from botrix_toolkit.dashboard.cells import MAX_CELL_CHARS
 from botrix_toolkit.dashboard.state import DEPTH_SAMPLE_INTERVAL_S, DepthHistory
 from streamlit.testing.v1 import AppTest
 
 from botrix_toolkit import QueueService
 from botrix_toolkit.cli import main as cli
+from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH
 from botrix_toolkit.server.ports import free_port
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -115,6 +117,11 @@ def test_add_form_adds_copies_in_bulk(page_env: None, queue: QueueService) -> No
     ('{"source": ', "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
     ('{"priority": 0}', "may not set priority"),
+    # poison: a traceback before the depth limit (core/json_depth.py)
+    ("[" * 5000 + "]" * 5000, f"deeper than {MAX_JSON_DEPTH} levels"),
+    ('{"deep": ' + "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH + "}", f"deeper than {MAX_JSON_DEPTH} levels"),
+    ('{"ratio": NaN}', "NaN"),
+    ('{"ratio": -Infinity}', "Infinity"),
 ])
 def test_bad_extra_json_is_an_error_and_writes_nothing(
     page_env: None, queue: QueueService, extra: str, problem: str
@@ -233,6 +240,64 @@ def test_job_secrets_and_html_are_never_rendered(page_env: None, queue: QueueSer
     assert row["note"] == "<script>alert(1)</script>"
     assert list(at.dataframe[1].value["id"]) == [held_id]
     assert not any("<b>bob</b>" in str(m.value) for m in at.markdown)
+
+
+# Issue 14's hostile queue: a poison job (deeper than Python's json can read), secrets below
+# the top level, a megabyte value, and an id with a right-to-left override and a control character.
+POISON_BODY = '{"id": "poison", "priority": 2, "deep": ' + "[" * 100_000 + "]" * 100_000 + "}"
+NESTED_SECRET_JOB = {"id": "nested", "priority": 2, "password": "TOP-pw",
+                     "meta": {"password": "NESTED-pw", "creds": [{"password": "LIST-pw"}],
+                              "Password": "CASE-pw", "api_key": "KEY-pw"}}
+NESTED_SECRETS = ("TOP-pw", "NESTED-pw", "LIST-pw", "CASE-pw", "KEY-pw")
+SPOOFED_ID = "evil\u202eexe.txt\x07"
+
+
+def fill_hostile_queue(queue: QueueService) -> None:
+    queue.add_job({"id": "poison", "priority": 2})
+    queue.redis.set(queue.keys.data("poison"), POISON_BODY)  # as another client could write it
+    queue.add_jobs([NESTED_SECRET_JOB, {"id": "long", "priority": 1, "blob": "x" * 1_000_000},
+                    {"id": SPOOFED_ID, "priority": 0, "username": "rtl\u202eguy"}])
+
+
+def test_a_hostile_queue_renders_cut_escaped_and_redacted(page_env: None, queue: QueueService) -> None:
+    fill_hostile_queue(queue)
+
+    at = run_page()
+
+    assert_no_exception(at)
+    assert metrics(at)["pending"] == "4"
+    pending = at.dataframe[0].value.set_index("id")
+    assert sorted(pending.index) == sorted(["nested", "long", "evil\\u202eexe.txt\\x07"])
+    assert pending.loc["evil\\u202eexe.txt\\x07", "username"] == "rtl\\u202eguy"
+    assert pending.loc["long", "blob"] == "x" * MAX_CELL_CHARS + "… (1,000,000 characters)"
+    assert pending.loc["nested", "meta"] == json.dumps(
+        {"password": "***", "creds": [{"password": "***"}], "Password": "***", "api_key": "***"})
+    page = everything_rendered(at)
+    assert not any(secret in page for secret in NESTED_SECRETS)
+    assert "\u202e" not in page and "\x07" not in page and "x" * 1000 not in page
+    # the poison job is still queued: reads skip it, the page shows the others
+    assert queue.get_queue_length() == 4
+
+
+def test_numbers_that_are_not_finite_are_never_used_nor_a_traceback(page_env: None,
+                                                                    queue: QueueService) -> None:
+    # What a crafted websocket message can send; before, each gave a traceback in the tab.
+    queue.add_jobs([{"priority": 1}] * 12)
+    at = run_page()
+    for key, value in (("top_n", float("nan")), ("window_min", float("inf")),
+                       ("stall_timeout_s", float("-inf"))):
+        at.number_input(key=key).set_value(value)
+    at.run()
+    assert_no_exception(at)
+    assert len(at.dataframe[0].value) == 12  # top_n back to its default
+    at.number_input(key="add_count").set_value(float("nan"))
+    at.number_input(key="add_copies").set_value(float("inf"))
+    button(at, "Add jobs").click()
+    at.run()
+    assert_no_exception(at)
+    # each went back to its default (1) before the form read it: one job, count 1
+    assert queue.get_queue_length() == 13
+    assert {job.count for job in queue.get_pending_jobs()} == {0, 1}
 
 
 def test_password_gate(monkeypatch: pytest.MonkeyPatch, page_env: None,

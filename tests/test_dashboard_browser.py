@@ -166,3 +166,35 @@ def test_add_see_cancel_and_clear_in_the_browser(dashboard_url: str, queue: Queu
             page.screenshot(path=str(ARTIFACT), full_page=True)
         finally:
             browser.close()
+
+
+def test_a_hostile_queue_renders_and_sends_no_secret_nor_megabyte(dashboard_url: str,
+                                                                  queue: QueueService) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_dashboard import NESTED_SECRETS, fill_hostile_queue
+
+    fill_hostile_queue(queue)  # a poison job, nested secrets, a 1 MB value, a spoofed id
+    received: list[bytes] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2600})
+            page.set_default_timeout(WAIT_MS)
+            page.on("websocket", lambda ws: ws.on(
+                "framereceived", lambda data: received.append(data if isinstance(data, bytes)
+                                                               else data.encode())))
+            page.goto(dashboard_url)
+            expect(page.get_by_text("Pending · 3 shown")).to_be_visible()
+            updated = page.get_by_text(re.compile(r"^updated \d\d:\d\d:\d\d UTC"))
+            expect(updated).not_to_have_text(updated.inner_text())  # it keeps refreshing
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+            assert "RecursionError" not in page.content()
+        finally:
+            browser.close()
+    sent = b"".join(received)
+    assert len(received) > 3
+    assert not any(secret.encode() in sent for secret in NESTED_SECRETS)
+    assert b"x" * 1000 not in sent
+    assert "\u202e".encode() not in sent
+    assert queue.get_queue_length() == 4

@@ -10,6 +10,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
+from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH
 from botrix_toolkit.frames.event_frames import (
     EVENT_COLUMNS,
     MALFORMED_COLUMNS,
@@ -110,6 +111,21 @@ def test_passwords_are_redacted_at_any_depth_and_in_malformed_text() -> None:
     for secret in ("hunter2", "hunter3", "hunter4", "hunter5", "hunter6", "hunter7"):
         assert secret not in text
     assert len(bad) == 2
+
+
+def test_a_message_nested_deeper_than_the_limit_is_malformed_and_its_secret_hidden() -> None:
+    deep = (b'{"event":"job_added","job_id":"p","data":{"password":"hunter8","x":'
+            + b"[" * 100_000 + b"]" * 100_000 + b"}}")
+    just_over = _msg(event="job_added", job_id="q",
+                     data={"x": json.loads("[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1))})
+    at_limit = _msg(event="job_added", job_id="r",
+                    data={"x": json.loads("[" * (MAX_JSON_DEPTH - 2) + "]" * (MAX_JSON_DEPTH - 2))})
+    parsed = parse_event_messages([deep, just_over, at_limit], 0)
+    assert list(parsed.frame()["job_id"]) == ["r"]
+    bad = parsed.malformed_frame()
+    assert list(bad["reason"]) == [f"message nests deeper than {MAX_JSON_DEPTH} levels of JSON "
+                                   "objects and arrays"] * 2
+    assert "hunter8" not in bad["raw"].iloc[0]
 
 
 def test_timestamps_out_of_range_or_not_numbers_are_nat() -> None:

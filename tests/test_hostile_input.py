@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botrix_toolkit import CorruptJobError, InvalidInputError, Job, Priority, QueueService, WrongKeyTypeError
+from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH
 from botrix_toolkit.server.embedded import EmbeddedServer
+from tests.test_queue import EventLog
 
 PROPERTY = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -386,3 +388,78 @@ def test_huge_values_round_trip_or_are_set_aside(queue: QueueService) -> None:
     assert queue.get_job_status("huge-garbage") == "failed"
     queue.save_job_result("huge", {"blob": ten_mb})
     assert json.loads(queue.get_job_result("huge"))["blob"] == ten_mb
+
+
+# -- poison jobs: JSON nested deeper than the toolkit takes (core/json_depth.py) ----------
+
+def nested_list(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_on_the_way_in(queue: QueueService) -> None:
+    # The job object is one level: a field may nest MAX_JSON_DEPTH - 1 levels.
+    fits = queue.add_job({"id": "fits", "deep": nested_list(MAX_JSON_DEPTH - 1)})
+    assert queue.get_job(fits).extra["deep"] == nested_list(MAX_JSON_DEPTH - 1)
+    refused = [
+        lambda: queue.add_job({"id": "over", "deep": nested_list(MAX_JSON_DEPTH)}),
+        lambda: queue.add_job({"id": "d1500", "priority": 2, "deep": nested_list(1500)}),
+        lambda: queue.add_job(Job(id="as-job", extra={"deep": nested_list(1500)})),
+        lambda: queue.add_jobs([{"id": "ok-1"}, {"id": "d990", "deep": nested_list(990)}]),
+    ]
+    for attempt in refused:
+        with pytest.raises(InvalidInputError, match=f"deeper than {MAX_JSON_DEPTH} levels"):
+            attempt()
+    for job_id in ("over", "d1500", "as-job", "ok-1", "d990"):
+        assert nothing_stored(queue, job_id)
+    queue.save_job_result(fits, nested_list(MAX_JSON_DEPTH))
+    with pytest.raises(InvalidInputError, match=f"deeper than {MAX_JSON_DEPTH} levels"):
+        queue.save_job_result(fits, nested_list(MAX_JSON_DEPTH + 1))
+    with pytest.raises(InvalidInputError, match="deeper than"):
+        queue.save_job_result(fits, nested_list(5000))
+    assert json.loads(queue.get_job_result(fits)) == nested_list(MAX_JSON_DEPTH)
+
+
+def write_poison(q: QueueService, job_id: str, body: str) -> None:
+    """A job whose data another client rewrote (the Go service accepts 10,000 levels)."""
+    q.add_job({"id": job_id, "priority": 2})
+    q.redis.set(q.keys.data(job_id), body)
+
+
+POISONS = {
+    "brackets": '{"id": "b", "priority": 2, "deep": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "d990": '{"id": "d", "priority": 2, "deep": ' + "[" * 989 + "]" * 989 + "}",
+    "just-over": json.dumps({"id": "o", "priority": 2, "deep": nested_list(MAX_JSON_DEPTH)}),
+}
+
+
+def test_a_poison_job_is_set_aside_on_the_way_out_never_stranded(queue: QueueService) -> None:
+    for job_id, body in POISONS.items():
+        write_poison(queue, job_id, body)
+    good = queue.add_jobs([{"id": f"good-{i}", "priority": 1} for i in range(3)])
+
+    for job_id in POISONS:
+        with pytest.raises(CorruptJobError, match=f"{job_id}.*deeper than {MAX_JSON_DEPTH}"):
+            queue.get_job(job_id)
+    assert [job.id for job in queue.get_pending_jobs()] == good
+    frame = queue.pending_jobs_frame()
+    assert list(frame["id"]) == good and frame.attrs["corrupt"] == len(POISONS)
+    assert queue.processing_frame().empty
+
+    events = EventLog(queue)
+    try:
+        claimed = queue.dequeue_jobs(10)
+        failures = {m["job_id"]: m["data"].get("error", "") for m in events.drain()
+                    if m["event"] == "job_failed"}
+    finally:
+        events.close()
+    assert [job.id for job in claimed] == good  # the poison ones came first, and were failed
+    assert sorted(failures) == sorted(POISONS)
+    assert all(f"deeper than {MAX_JSON_DEPTH} levels" in reason for reason in failures.values())
+    for job_id in POISONS:
+        assert queue.get_job_status(job_id) == "failed"
+        assert not queue.is_job_processing(job_id)
+    assert queue.get_processing_count() == len(good)
+    assert queue.dequeue_job() is None

@@ -91,6 +91,32 @@ def test_password_and_configured_secrets_never_reach_a_cell(queue: QueueService)
     assert pd.isna(by_id.loc["t-2", "password"])
 
 
+# The job of issue 14: secrets below the top level, in a list, in another case.
+NESTED_SECRETS = {"id": "nested", "priority": 2, "password": "TOP", "username": "ana",
+                  "meta": {"password": "NESTED", "creds": [{"password": "LIST"}], "Password": "CASE",
+                           "api_key": "KEY", "auth": {"access_token": "TOKEN"}},
+                  "client_secret": "CLIENT"}
+NESTED_VALUES = ("TOP", "NESTED", "LIST", "CASE", "KEY", "TOKEN", "CLIENT")
+
+
+def test_secrets_at_any_depth_never_reach_a_frame_a_repr_or_a_job_list(queue: QueueService) -> None:
+    queue.add_job(NESTED_SECRETS)
+    go_add(queue, json.dumps({**NESTED_SECRETS, "id": "go-nested", "priority": 1}).encode())
+    frame = queue.pending_jobs_frame()
+    shown = [frame.to_csv(), frame.to_json(date_format="iso"), repr(frame["meta"].tolist()),
+             repr(queue.get_job("nested")), str(queue.get_job("go-nested")),
+             repr(queue.get_pending_jobs()), repr([job.to_dict() for job in queue.get_pending_jobs()])]
+    for text in shown:
+        assert not any(value in text for value in NESTED_VALUES), text
+    meta = frame.set_index("id").loc["nested", "meta"]
+    assert meta["creds"] == [{"password": "***"}] and meta["auth"] == {"access_token": "***"}
+    assert frame.set_index("id").loc["nested", "client_secret"] == "***"
+    # the stored job keeps every value, for the Go service and the worker
+    stored = json.loads(queue.redis.get(queue.keys.data("nested")))
+    assert stored["meta"] == NESTED_SECRETS["meta"] and stored["client_secret"] == "CLIENT"
+    assert queue.get_job("nested").extra["meta"]["creds"] == [{"password": "LIST"}]
+
+
 def test_orphans_corrupt_and_not_pending_are_left_out_and_counted(queue: QueueService) -> None:
     queue.add_jobs([{"id": f"j{i}", "priority": 1} for i in range(6)])
     queue.redis.delete(queue.keys.data("j0"))  # orphan

@@ -75,6 +75,16 @@ def test_exception_text_is_the_job_error(queue: QueueService) -> None:
     assert failed[0]["data"]["error"] == "RuntimeError: boom for bob with ***"
 
 
+def test_secrets_at_any_depth_are_blanked_in_a_handler_error(
+    queue: QueueService, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue.add_job({"meta": {"api_key": "KEY-9f3", "creds": [{"Password": "PW-71c"}]}})
+    stats = Worker(queue, handlers.explode_nested, max_retries=0).run(until_empty=True)
+    assert stats.failed == 1
+    assert "bad key *** for [{'Password': '***'}]" in caplog.text
+    assert "KEY-9f3" not in caplog.text and "PW-71c" not in caplog.text
+
+
 def test_lease_is_renewed_while_a_slow_handler_runs(queue: QueueService) -> None:
     job_id = queue.add_job({"count": 15})  # handlers.slow: 1.5 s
     worker = Worker(queue, handlers.slow, lease_s=0.3, poll_interval=0.05)
@@ -282,3 +292,25 @@ def test_bad_handler_spec_is_an_error(redis_url: str, key_prefix: str) -> None:
     _, err = process.communicate(timeout=LIVENESS_S)
     assert process.returncode == 2
     assert "package.module:function" in err
+
+
+def test_a_poison_job_among_good_ones_is_failed_and_the_good_ones_completed(
+        queue: QueueService, redis_url: str, key_prefix: str) -> None:
+    # Written by another client: deeper than Python's json can read (json_depth.py).
+    poison = queue.add_job({"id": "poison", "priority": 2})
+    queue.redis.set(queue.keys.data(poison),
+                    '{"id": "poison", "priority": 2, "deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    good = queue.add_jobs([{"count": i, "username": f"u{i}"} for i in range(3)])
+    process = _start_cli_worker(redis_url, key_prefix, "handlers:echo", "--until-empty")
+    try:
+        out, err = process.communicate(timeout=LIVENESS_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "completed 3" in out
+    assert [queue.get_job_status(job_id) for job_id in good] == ["completed"] * 3
+    assert json.loads(queue.get_job_result(good[2])) == {"count": 2, "user": "u2"}
+    assert queue.get_job_status(poison) == "failed"
+    assert queue.get_processing_count() == 0 and queue.get_queue_length() == 0
+    assert "poison" in err and "deeper than" in err  # the reason is logged

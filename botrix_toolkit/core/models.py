@@ -21,7 +21,8 @@ from functools import lru_cache
 from typing import Any
 
 from botrix_toolkit.core.errors import CorruptJobError, InvalidInputError
-from botrix_toolkit.core.redaction import REDACTED, SECRET_FIELDS
+from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH, nests_too_deep, too_deep_message
+from botrix_toolkit.core.redaction import redacted
 
 # Go's time.Time zero value, which a job built without times carries.
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -209,8 +210,11 @@ class Job:
     def from_wire(cls, raw: bytes | str, job_id: str | None = None) -> Job:
         """A job from the JSON stored in Redis, decoded by Go's rules.
 
-        Raises CorruptJobError naming the job id and what is wrong.
+        Raises CorruptJobError naming the job id and what is wrong, also for
+        JSON that nests deeper than ``MAX_JSON_DEPTH`` (json_depth.py).
         """
+        if nests_too_deep(raw):
+            raise CorruptJobError(too_deep_message(_job_named(job_id)))
         if isinstance(raw, bytes):
             # Go replaces invalid UTF-8 with U+FFFD rather than failing.
             raw = raw.decode("utf-8", "replace")
@@ -218,6 +222,8 @@ class Job:
             document = _decode_json(raw)
         except ValueError as exc:
             raise CorruptJobError(f"{_job_named(job_id)} is not valid JSON: {exc}") from None
+        except RecursionError:  # only when called with the stack already nearly full
+            raise CorruptJobError(too_deep_message(_job_named(job_id))) from None
         if not isinstance(document, dict):
             raise CorruptJobError(
                 f"{_job_named(job_id)} is JSON {type(document).__name__}, expected an object"
@@ -338,15 +344,26 @@ class Job:
         return document
 
     def to_json(self) -> str:
-        """Go-compatible JSON text of the job."""
+        """Go-compatible JSON text of the job.
+
+        InvalidInputError when a field holds what JSON cannot (NaN, an
+        object) or nests deeper than ``MAX_JSON_DEPTH``.
+        """
         document = self.to_wire_dict()
-        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                # A lone surrogate read from a \ud800 escape: keep it escaped.
-                text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        try:
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    # A lone surrogate read from a \ud800 escape: keep it escaped.
+                    text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"job {self.id!r} is not JSON-serialisable: {exc}") from None
+        except RecursionError:
+            raise InvalidInputError(too_deep_message(f"job {self.id!r}")) from None
+        if nests_too_deep(text):
+            raise InvalidInputError(too_deep_message(f"job {self.id!r}"))
         return text
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
@@ -355,11 +372,12 @@ class Job:
         extra = document.pop("extra")
         for name, value in extra.items():
             document.setdefault(name, value)
-        if redact:
-            for name in SECRET_FIELDS:
-                if document.get(name):
-                    document[name] = REDACTED
-        return document
+        return redacted(document) if redact else document
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with every secret hidden at any depth (redaction.py)."""
+        shown = ", ".join(f"{f.name}={redacted(getattr(self, f.name))!r}" for f in fields(self) if f.repr)
+        return f"{type(self).__name__}({shown})"
 
     @property
     def priority_level(self) -> Priority:
@@ -434,8 +452,10 @@ def plain_job_json(mapping: Mapping[str, Any]) -> tuple[str, str, int] | None:
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         if not text.isascii():
             text.encode("utf-8")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
+    if nests_too_deep(text):
+        return None  # from_dict names the field
     return job_id, text, int(priority)
 
 
@@ -448,7 +468,7 @@ def _decode_go_value(kind: str, value: Any) -> Any:
         if value is None:
             return 0
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an integer, got {json.dumps(value)[:40]}")
+            raise TypeError(f"expected an integer, got {_preview(value)}")
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise ValueError(f"integer {value} does not fit Go's int64")
         return value
@@ -456,16 +476,16 @@ def _decode_go_value(kind: str, value: Any) -> Any:
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise TypeError(f"expected a string, got {json.dumps(value)[:40]}")
+            raise TypeError(f"expected a string, got {_preview(value)}")
         return value
     if kind == _BOOL:
         if value is None:
             return False
         if not isinstance(value, bool):
-            raise TypeError(f"expected a boolean, got {json.dumps(value)[:40]}")
+            raise TypeError(f"expected a boolean, got {_preview(value)}")
         return value
     if not isinstance(value, str):
-        raise TypeError(f"expected an RFC 3339 time string, got {json.dumps(value)[:40]}")
+        raise TypeError(f"expected an RFC 3339 time string, got {_preview(value)}")
     return parse_go_time(value)
 
 
@@ -506,8 +526,21 @@ def _coerce_user_value(name: str, kind: str, value: Any) -> Any:
         raise InvalidInputError(f"job field {name!r}: {exc}") from None
 
 
+def _preview(value: Any) -> str:
+    """The start of a value's JSON text for an error message, whatever the value."""
+    try:
+        return json.dumps(value)[:40]
+    except (TypeError, ValueError, RecursionError):
+        return type(value).__name__
+
+
 def _check_json_value(name: str, value: Any) -> None:
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"job field {name!r} is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        text = ""  # deeper than Python can encode: surely deeper than the limit
+    # The job's own object is one level: a field may nest one level less.
+    if not text or nests_too_deep(text, MAX_JSON_DEPTH - 1):
+        raise InvalidInputError(too_deep_message(f"job field {name!r}") + " (the job's own object counts as one)")

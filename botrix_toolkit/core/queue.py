@@ -37,6 +37,7 @@ from botrix_toolkit.core.cluster_routing import (
     server_is_cluster,
 )
 from botrix_toolkit.core.errors import CorruptJobError, InvalidInputError, JobNotFoundError, WrongKeyTypeError
+from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH, nests_too_deep, too_deep_message
 from botrix_toolkit.core.keys import DEFAULT_PREFIX, QueueKeys
 from botrix_toolkit.core.models import (
     Job,
@@ -575,6 +576,10 @@ class QueueService:
             body = json.dumps(result, ensure_ascii=False, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise InvalidInputError(f"result of job {job_id!r} is not JSON-serialisable: {exc}") from None
+        except RecursionError:
+            body = b"[" * (MAX_JSON_DEPTH + 1)  # deeper than Python can encode
+        if nests_too_deep(body):
+            raise InvalidInputError(too_deep_message(f"result of job {job_id!r}"))
         with self.errors_for(key):
             # SET ... GET refuses (WRONGTYPE) a key holding another type
             # instead of silently replacing it, in the same single command.

@@ -6,8 +6,10 @@ those of the pending and processing jobs, ``analysis.py`` those of its tables. F
 (message bytes, stats dicts) into frames; they never talk to Redis.
 
 Sections: events (pub/sub messages), recorder gaps and malformed messages,
-queue stats. Secrets never reach a frame: any ``password`` key inside an
-event's data is replaced by ``"***"`` while parsing.
+queue stats. Secrets never reach a frame: every secret key inside an
+event's data (``redaction.SECRET_FIELDS``: password, token, api_key...) shows
+``"***"``, at any depth; a message nested deeper than ``MAX_JSON_DEPTH`` is
+malformed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from botrix_toolkit.core.redaction import REDACTED, redact
+from botrix_toolkit.core.json_depth import nests_too_deep, too_deep_message
+from botrix_toolkit.core.redaction import may_hold_secret, redact, redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -80,22 +83,7 @@ MALFORMED_COLUMNS: dict[str, Any] = {
 }
 
 
-def _may_hold_password(raw: bytes) -> bool:
-    # Cheap pre-check so only the rare message pays for a recursive walk;
-    # "\u" catches a key spelled with JSON escapes.
-    return b"password" in raw.lower() or b"\\u" in raw
-
-
-def _redact_text(text: str) -> str:
-    """Best effort for text that is not a JSON object: hide what follows a password key."""
-    lowered = text.lower()
-    if "password" not in lowered:
-        return text
-    try:
-        return json.dumps(redact(json.loads(text)), ensure_ascii=False)
-    except ValueError:
-        # Not JSON at all: keep only what precedes the first "password".
-        return text[: lowered.index("password")] + "password" + REDACTED
+_TOO_DEEP = too_deep_message("message")
 
 
 @dataclass
@@ -130,8 +118,8 @@ def parse_event_messages(
     """Parse raw pub/sub payloads into column lists, keeping malformed messages apart.
 
     A message is malformed when it is not UTF-8, not JSON, not a JSON object,
-    has no non-empty string ``event`` or ``job_id``, or has a ``data`` that is
-    not an object. A missing or non-numeric ``timestamp`` gives NaT; a missing
+    nests deeper than ``MAX_JSON_DEPTH``, has no non-empty string ``event`` or
+    ``job_id``, or has a ``data`` that is not an object. A missing or non-numeric ``timestamp`` gives NaT; a missing
     ``data`` gives ``{}``.
     """
     n = len(raw_messages)
@@ -157,10 +145,13 @@ def parse_event_messages(
             text = str(raw)
         out.bad_row.append(i)
         out.bad_received_ns.append(received[i])
-        out.bad_raw.append(_redact_text(text))
+        out.bad_raw.append(redact_text(text))
         out.bad_reason.append(reason)
 
     for i, raw in enumerate(raw_messages):
+        if (raw.__class__ is bytes or raw.__class__ is str) and nests_too_deep(raw):
+            reject(i, raw, _TOO_DEEP)
+            continue
         try:
             message = loads(raw.decode("utf-8") if raw.__class__ is bytes else raw)
         except UnicodeDecodeError:
@@ -186,7 +177,7 @@ def parse_event_messages(
         elif data.__class__ is not dict:
             reject(i, raw, "data is not a JSON object")
             continue
-        if _may_hold_password(raw if raw.__class__ is bytes else str(raw).encode()):
+        if may_hold_secret(raw if raw.__class__ is bytes else str(raw).encode()):
             redact(data)
         ts = message.get("timestamp")
         if ts.__class__ is int and -_MAX_ABS_SECONDS < ts < _MAX_ABS_SECONDS:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from botrix_toolkit.core import queries
+from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH, nests_too_deep
 from botrix_toolkit.core.models import GO_ZERO_TIME, TIME_FIELDS
-from botrix_toolkit.core.redaction import REDACTED, SECRET_FIELDS
+from botrix_toolkit.core.redaction import REDACTED, SECRET_FIELDS, is_secret_key, may_hold_secret, redact
 from botrix_toolkit.frames.analysis import PRIORITY_LABEL_DTYPE, priority_label
 from botrix_toolkit.frames.event_frames import UTC_NS, empty_frame, stats_frame_from
 
@@ -70,15 +71,19 @@ def pending_jobs_frame(
     """The pending jobs in dequeue order, columns ``PENDING_COLUMNS`` then extra fields.
 
     Left out, and counted in ``df.attrs``: ``orphans`` (data expired),
-    ``corrupt`` (data that is not a JSON object) and ``not_pending`` (status
-    key says otherwise). Fields named in ``secrets`` are redacted to "***".
+    ``corrupt`` (data that is not a JSON object, or nests deeper than
+    ``MAX_JSON_DEPTH``) and ``not_pending`` (status key says otherwise).
+    Secret fields (``redaction.SECRET_FIELDS``, and the names in ``secrets``)
+    show "***" wherever they are set, at any depth of a job.
     """
     secrets = frozenset(secrets)
+    # The usual set keeps its identity: may_hold_secret has a faster check for it.
+    secrets = SECRET_FIELDS if secrets <= SECRET_FIELDS else SECRET_FIELDS | secrets
     chunks: list[pd.DataFrame] = []
     counts = {"orphans": 0, "corrupt": 0, "not_pending": 0}
     with q.errors_for(q.keys.queue):
         for entries in queries.iter_queue_entries(q.redis, q.keys, limit):
-            chunk = _pending_chunk(entries, counts)
+            chunk = _pending_chunk(entries, counts, secrets)
             if chunk is not None:
                 # Typed at once: the chunk's Python objects are freed before the
                 # next is read, so a million jobs never exist as objects at once.
@@ -94,7 +99,9 @@ def pending_jobs_frame(
     return frame
 
 
-def _pending_chunk(entries: queries.QueueEntries, counts: dict[str, int]) -> pd.DataFrame | None:
+def _pending_chunk(
+    entries: queries.QueueEntries, counts: dict[str, int], secrets: frozenset[str]
+) -> pd.DataFrame | None:
     documents, ranks, statuses = [], [], []
     for offset, (data, status) in enumerate(zip(entries.data, entries.status)):
         if data is None:
@@ -103,13 +110,21 @@ def _pending_chunk(entries: queries.QueueEntries, counts: dict[str, int]) -> pd.
         if status is not None and status != b"pending":
             counts["not_pending"] += 1
             continue
+        # Counted once for both checks below (this loop runs once per job).
+        containers = data.count(b"{") + data.count(b"[")
         try:
-            document = json.loads(data)
-        except ValueError:
+            document = None
+            if containers <= MAX_JSON_DEPTH or not nests_too_deep(data):
+                document = json.loads(data)
+        except (ValueError, RecursionError):
             document = None
         if type(document) is not dict:
             counts["corrupt"] += 1
             continue
+        if containers > 1 and may_hold_secret(data, secrets):
+            # Nested objects or lists: a secret may sit below the top level.
+            # Top-level secrets are hidden by column in _typed_pending.
+            redact(document, secrets)
         document["id"] = entries.ids[offset]
         documents.append(document)
         ranks.append(entries.first_rank + offset)
@@ -132,8 +147,9 @@ def _typed_pending(frame: pd.DataFrame, secrets: frozenset[str]) -> pd.DataFrame
     frame["priority_label"] = priority_label(frame["priority"])
     ordered = list(PENDING_COLUMNS) + [c for c in frame.columns if c not in PENDING_COLUMNS]
     frame = frame[ordered]
-    for name in secrets & set(frame.columns):
-        frame[name] = frame[name].where(frame[name].isna() | (frame[name] == ""), REDACTED)
+    for name in frame.columns:
+        if isinstance(name, str) and is_secret_key(name, secrets):
+            frame[name] = frame[name].where(frame[name].isna() | (frame[name] == ""), REDACTED)
     return frame
 
 
@@ -182,8 +198,8 @@ def processing_frame(q: QueueService) -> pd.DataFrame:
     rows = []
     for job_id, leased_ms, data, status in zip(held.ids, held.leased_at_ms, held.data, held.status):
         try:
-            document = json.loads(data) if data is not None else {}
-        except ValueError:
+            document = json.loads(data) if data is not None and not nests_too_deep(data) else {}
+        except (ValueError, RecursionError):
             document = {}
         if type(document) is not dict:
             document = {}

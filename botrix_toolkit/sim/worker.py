@@ -28,6 +28,7 @@ from typing import Any
 from botrix_toolkit.core.errors import InvalidInputError, ServerConnectionError, ServerTimeoutError
 from botrix_toolkit.core.models import Job
 from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.core.redaction import REDACTED, secret_values
 
 logger = logging.getLogger(__name__)
 
@@ -340,8 +341,9 @@ def _retries_of(job: Job) -> int:
 
 
 def _error_text(job: Job, error: BaseException) -> str:
-    """The exception as one line, with the job's password blanked if a handler echoed it."""
+    """The exception as one line, with the job's secrets (at any depth) blanked if a handler echoed them."""
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    if job.password:
-        text = text.replace(job.password, "***")
+    # Longest first: a secret that contains another is blanked whole.
+    for secret in sorted(secret_values({"password": job.password, **job.extra}), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
     return text
