@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,8 @@ class EventRecorder:
         self._parsed_upto = 0  # sequence number of the next message to parse
         self._chunks: deque[tuple[int, ParsedEvents]] = deque()  # (first seq, parsed)
         self._malformed_total = 0
+        self._drained = 0  # messages handed over by drain(): gone from the buffer, not lost
+        self._drained_dropped = 0  # dropped messages already reported by drain()
 
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -415,6 +417,38 @@ class EventRecorder:
                 self._chunks.popleft()
             return list(self._chunks), first_seq, received, gaps, raw_dropped
 
+    def drain(self) -> DrainedMessages:
+        """Hand over every message received since the last drain, unparsed, and forget them.
+
+        For a consumer that keeps the events elsewhere (``botrix monitor``
+        writes them to disk): drained messages leave the buffer, so they are
+        no longer in ``frame()``, and are neither parsed here nor counted as
+        dropped. Call it more often than the buffer fills (``maxlen``
+        messages); whatever was dropped in between is reported in ``dropped``.
+        """
+        drained_at = _now_ns()
+        with self._parse_lock:
+            self._split_raw()
+            items = list(self._buffer)
+            self._buffer.clear()
+            with self._lock:
+                gaps = [list(g) for g in self._gaps]
+                raw_dropped = self._raw_dropped
+            # Everything split so far is either drained now or was dropped from the buffer.
+            dropped_total = self._split_count - self._drained - len(items) + raw_dropped
+            self._drained += len(items)
+            self._parsed_upto = self._split_count
+            self._chunks.clear()
+            dropped = dropped_total - self._drained_dropped
+            self._drained_dropped = dropped_total
+        return DrainedMessages(
+            received_ns=[t for t, _ in items],
+            payloads=[p for _, p in items],
+            dropped=dropped,
+            gaps=gaps,
+            drained_at_ns=drained_at,
+        )
+
     def snapshot(self) -> RecordedEvents:
         """A consistent copy of everything recorded so far, usable with no server."""
         chunks, first_seq, received, gaps, raw_dropped = self._parse_new()
@@ -475,7 +509,7 @@ class EventRecorder:
             connected = self._connected
         return {
             "received": split + raw_dropped,
-            "dropped_oldest": first_seq + raw_dropped,
+            "dropped_oldest": first_seq - self._drained + raw_dropped,
             "malformed": self._malformed_total,
             "gaps": gap_count,
             "running": self.running,
@@ -487,9 +521,10 @@ class EventRecorder:
         return self.snapshot().save(path)
 
     @staticmethod
-    def load(path: str | Path) -> RecordedEvents:
-        """Read a saved recording; its frame()/gaps()/malformed() need no server."""
-        return RecordedEvents.load(path)
+    def load(path: str | Path, start: Any = None, end: Any = None, prefix: str | None = None) -> RecordedEvents:
+        """Read a saved recording, or a range of a ``botrix monitor`` history folder (``RecordedEvents.load``);
+        its frame()/gaps()/malformed() need no server."""
+        return RecordedEvents.load(path, start=start, end=end, prefix=prefix)
 
     def _repr_html_(self) -> str:
         counters = self.stats()
@@ -498,6 +533,25 @@ class EventRecorder:
 
     def __repr__(self) -> str:
         return f"EventRecorder(channel={self.channel!r}, maxlen={self.maxlen}, running={self.running})"
+
+
+@dataclass
+class DrainedMessages:
+    """What ``EventRecorder.drain()`` hands over: the messages since the last drain.
+
+    ``received_ns`` and ``payloads``: each message's receive time (int ns since
+    the epoch, UTC) and its raw payload, in receive order. ``dropped``:
+    messages lost since the last drain because the buffer was full. ``gaps``:
+    every gap so far as ``[start_ns, end_ns or None, reason]``.
+    ``drained_at_ns``: when the drain began; every message received before it
+    is in this drain or an earlier one.
+    """
+
+    received_ns: list[int]
+    payloads: list[bytes]
+    dropped: int
+    gaps: list[list[Any]]
+    drained_at_ns: int
 
 
 def _chunk_len(parsed: ParsedEvents) -> int:

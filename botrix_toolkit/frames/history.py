@@ -136,9 +136,21 @@ class RecordedEvents:
         }
 
     @classmethod
-    def load(cls, path: str | Path) -> RecordedEvents:
-        """Read a recording written by ``save`` (Parquet or CSV, chosen by suffix)."""
+    def load(cls, path: str | Path, start: Any = None, end: Any = None,
+             prefix: str | None = None) -> RecordedEvents:
+        """Read a recording written by ``save`` (Parquet or CSV, chosen by suffix), or a history folder.
+
+        A folder is the history ``botrix monitor`` keeps: ``start``, ``end``
+        (UTC; end excluded) and ``prefix`` choose the queue and the range, and
+        only the partitions of that range are read (``history_dataset.load_history``).
+        """
         path = Path(path)
+        if path.is_dir():
+            from botrix_toolkit.frames.history_dataset import load_history
+
+            return load_history(path, start=start, end=end, prefix=prefix)
+        if (start, end, prefix) != (None, None, None):
+            raise InvalidInputError(f"start, end and prefix apply to a history folder; {str(path)!r} is a file")
         suffix = path.suffix.lower()
         meta: dict[str, Any] = {}
         if suffix in (".parquet", ".pq"):
@@ -219,3 +231,10 @@ def summary_html(channel: str | None, state: str, counters: dict[str, Any]) -> s
         "<table><tr><th>received</th><th>dropped oldest</th><th>malformed</th><th>gaps</th></tr>"
         f"<tr>{items}</tr></table></div>"
     )
+
+
+def open_dataset(path: str | Path, table: str = "events") -> Any:
+    """The history folder's ``table`` as a ``pyarrow.dataset.Dataset`` (see ``history_dataset.open_dataset``)."""
+    from botrix_toolkit.frames.history_dataset import open_dataset as open_history_table
+
+    return open_history_table(path, table)

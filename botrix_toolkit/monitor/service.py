@@ -1,0 +1,279 @@
+"""MonitorService: record queues' events for as long as it runs and keep them on disk.
+
+One ``EventRecorder`` per queue (the lossless recorder) and one flush thread
+that, every ``flush_s`` seconds, drains each recorder, turns the messages into
+Arrow tables, appends them to the history folder (``DatasetWriter``), the
+closed gaps and the finished minutes' rollups too, and records until when the
+queue is on disk. A maintenance thread compacts closed partitions and applies
+retention. ``stop()`` flushes everything (open gaps and the minute in progress
+included) before it returns.
+
+Plugging in (the Prometheus metrics use this): ``observers`` is a list of
+callables, each called after every drain as ``observer(prefix, events)``,
+``events`` a pandas frame of the drained events with the ``EVENTS_SCHEMA``
+columns (received_at, timestamp, event, job_id, status, priority, data as
+JSON text), possibly empty. An observer runs on the flush thread: it must be
+quick, and an exception in it is logged, never fatal. ``health()`` returns
+the counters a health check or ``/metrics`` wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import redis
+
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.core.keys import QueueKeys
+from botrix_toolkit.frames.dataset_layout import GAPS_SCHEMA
+from botrix_toolkit.frames.events import DrainedMessages, EventRecorder
+from botrix_toolkit.frames.history_dataset import last_received_at
+from botrix_toolkit.monitor.dataset_writer import DatasetWriter
+from botrix_toolkit.monitor.event_tables import event_tables
+from botrix_toolkit.monitor.maintenance import apply_retention, compact
+from botrix_toolkit.monitor.rollups import RollupBuilder
+
+logger = logging.getLogger(__name__)
+
+Observer = Callable[[str, pd.DataFrame], None]
+
+_US_PER_MINUTE = 60_000_000
+DOWNTIME_REASON = "monitor not running"
+
+
+@dataclass
+class _Queue:
+    prefix: str
+    recorder: EventRecorder
+    rollups: RollupBuilder = field(default_factory=RollupBuilder)
+    gaps_written: int = 0  # recorder gaps already on disk
+    events: int = 0
+    malformed: int = 0
+    gaps: int = 0
+    dropped: int = 0
+
+
+class MonitorService:
+    """Records every event of ``prefixes`` on the server at ``url`` into the folder ``history``."""
+
+    def __init__(
+        self,
+        url: str,
+        prefixes: Iterable[str],
+        history: str | Path,
+        *,
+        flush_s: float = 1.0,
+        retain: timedelta | None = None,
+        maintenance_s: float = 60.0,
+        compact_after: timedelta = timedelta(minutes=2),
+        recorder_maxlen: int = 20_000_000,
+        observers: Iterable[Observer] = (),
+    ) -> None:
+        self.prefixes = list(dict.fromkeys(prefixes))
+        if not self.prefixes or not all(isinstance(p, str) and p for p in self.prefixes):
+            raise InvalidInputError(f"prefixes must be non-empty strings, got {self.prefixes!r}")
+        if not flush_s > 0:
+            raise InvalidInputError(f"flush_s must be positive, got {flush_s!r}")
+        if retain is not None and retain <= timedelta(0):
+            raise InvalidInputError(f"retain must be positive, got {retain!r}")
+        self.url = url
+        self.history = Path(history)
+        self.flush_s = float(flush_s)
+        self.retain = retain
+        self.maintenance_s = maintenance_s
+        self.compact_after = max(compact_after, timedelta(seconds=5 * flush_s))
+        self.observers: list[Observer] = list(observers)
+        self.writer = DatasetWriter(self.history)
+        self._client = redis.Redis.from_url(url)
+        self._queues = [
+            _Queue(p, EventRecorder(self._client, channel=QueueKeys(p).updates, maxlen=recorder_maxlen))
+            for p in self.prefixes
+        ]
+        self._lock = threading.Lock()  # the writer's: compaction and retention swap under it
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_flush = time.time()
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> MonitorService:
+        """Subscribe to every queue, record the time the monitor was down, start flushing."""
+        for queue in self._queues:
+            covered_until = self._covered_until(queue.prefix)
+            queue.recorder.start()
+            if covered_until is not None:
+                now = time.time_ns()
+                self._write_gaps(queue, [[covered_until, now, DOWNTIME_REASON]])
+        self._last_flush = time.time()
+        self._write_states(time.time_ns())
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._flush_loop, name="botrix-monitor-flush", daemon=True),
+            threading.Thread(target=self._maintenance_loop, name="botrix-monitor-maintenance", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop the threads, write everything received (open gaps end now), unsubscribe."""
+        if not self._started:
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        for queue in self._queues:
+            queue.recorder.stop()
+        self.flush(final=True)
+        self._client.close()
+        self._started = False
+
+    def __enter__(self) -> MonitorService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- flushing ----------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(max(0.0, self._last_flush + self.flush_s - time.time())):
+            try:
+                self.flush()
+            except Exception:
+                logger.exception("monitor flush failed; retrying in %.1f s", self.flush_s)
+                self._last_flush = time.time()
+
+    def flush(self, final: bool = False) -> None:
+        """Drain every recorder and append what it had. ``final``: also the open gaps and minute."""
+        for queue in self._queues:
+            drained = queue.recorder.drain()
+            events, malformed = event_tables(drained.received_ns, drained.payloads)
+            with self._lock:
+                self.writer.append("events", queue.prefix, events)
+                self.writer.append("malformed", queue.prefix, malformed)
+            queue.events += events.num_rows
+            queue.malformed += malformed.num_rows
+            if drained.dropped:
+                queue.dropped += drained.dropped
+                logger.error("monitor fell behind on %r: %d events dropped", queue.prefix, drained.dropped)
+            self._write_new_gaps(queue, drained, final)
+            queue.rollups.add(events)
+            cutoff = None if final else drained.drained_at_ns // 1000 // _US_PER_MINUTE * _US_PER_MINUTE
+            counts, latency = queue.rollups.close(cutoff)
+            with self._lock:
+                self.writer.append("rollup_counts", queue.prefix, counts)
+                self.writer.append("rollup_latency", queue.prefix, latency)
+            self._write_state(queue, _covered_until(drained, final))
+            self._notify(queue.prefix, events)
+        self._last_flush = time.time()
+
+    def _write_new_gaps(self, queue: _Queue, drained: DrainedMessages, final: bool) -> None:
+        closed = []
+        for start, end, reason in drained.gaps[queue.gaps_written:]:
+            if end is None:
+                if not final:
+                    break  # written once it closes (or when the monitor stops)
+                end, reason = drained.drained_at_ns, f"{reason} (still disconnected when the monitor stopped)"
+            closed.append([start, end, reason])
+        self._write_gaps(queue, closed)
+        queue.gaps_written += len(closed)
+
+    def _write_gaps(self, queue: _Queue, gaps: list[list[Any]]) -> None:
+        if not gaps:
+            return
+        for start, end, reason in gaps:
+            logger.warning("gap in queue %r: %s to %s (%.1f s): %s", queue.prefix, _iso(start), _iso(end),
+                           (end - start) / 1e9, reason)
+        table = pa.table({
+            "start": pa.array([g[0] // 1000 for g in gaps], type=pa.int64()).cast(GAPS_SCHEMA.field("start").type),
+            "end": pa.array([g[1] // 1000 for g in gaps], type=pa.int64()).cast(GAPS_SCHEMA.field("end").type),
+            "duration_s": pa.array([(g[1] - g[0]) / 1e9 for g in gaps], type=pa.float64()),
+            "reason": pa.array([str(g[2]) for g in gaps], type=pa.string()),
+        }, schema=GAPS_SCHEMA)
+        with self._lock:
+            self.writer.append("gaps", queue.prefix, table)
+        queue.gaps += len(gaps)
+
+    def _write_state(self, queue: _Queue, covered_until_ns: int) -> None:
+        self.writer.write_state(queue.prefix, {"covered_until_ns": covered_until_ns,
+                                               "covered_until": _iso(covered_until_ns)})
+
+    def _write_states(self, now_ns: int) -> None:
+        for queue in self._queues:
+            self._write_state(queue, now_ns)
+
+    def _covered_until(self, prefix: str) -> int | None:
+        """Until when the queue's events were on disk: the state file, else the last row written."""
+        state = self.writer.read_state(prefix)
+        if state and isinstance(state.get("covered_until_ns"), int):
+            return int(state["covered_until_ns"])
+        last = last_received_at(self.history, prefix)
+        return None if last is None else int(last.value)
+
+    def _notify(self, prefix: str, events: pa.Table) -> None:
+        if not self.observers:
+            return
+        frame = events.to_pandas()
+        for observer in self.observers:
+            try:
+                observer(prefix, frame)
+            except Exception:
+                logger.exception("monitor observer %r failed", observer)
+
+    # -- maintenance -------------------------------------------------------------
+
+    def _maintenance_loop(self) -> None:
+        while not self._stop.wait(self.maintenance_s):
+            try:
+                self.maintain()
+            except Exception:
+                logger.exception("monitor maintenance failed; retrying in %.0f s", self.maintenance_s)
+
+    def maintain(self, now: datetime | None = None) -> None:
+        """Compact closed partitions, then delete those older than ``retain``."""
+        now = now or datetime.now(UTC)
+        for path, files, rows in compact(self.history, now, self.compact_after, self._lock):
+            logger.info("compacted %s: %d files into one, %d rows", path.relative_to(self.history), files, rows)
+        if self.retain is not None:
+            for path in apply_retention(self.history, now, self.retain, self._lock):
+                logger.info("retention deleted %s", path.relative_to(self.history))
+
+    # -- health ------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """events_received (messages the recorders got), events_written, gaps, malformed, dropped,
+        flush_lag_s (seconds since the last completed flush), open_jobs (tracked for rollups)."""
+        return {
+            "events_received": sum(q.recorder.received for q in self._queues),
+            "events_written": sum(q.events for q in self._queues),
+            "gaps": sum(q.gaps for q in self._queues),
+            "malformed": sum(q.malformed for q in self._queues),
+            "dropped": sum(q.dropped for q in self._queues),
+            "flush_lag_s": max(0.0, time.time() - self._last_flush),
+            "open_jobs": sum(q.rollups.open_jobs for q in self._queues),
+            "queues": list(self.prefixes),
+        }
+
+
+def _covered_until(drained: DrainedMessages, final: bool) -> int:
+    """Every event before this time is on disk (or in a gap that is, or will be, recorded)."""
+    open_gaps = [g for g in drained.gaps if g[1] is None]
+    if open_gaps and not final:
+        return int(open_gaps[0][0])
+    return drained.drained_at_ns
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
