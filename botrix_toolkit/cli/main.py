@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "botrix_toolkit.cli.worker",
     "botrix_toolkit.cli.simulate",
     "botrix_toolkit.cli.dashboard",
+    "botrix_toolkit.cli.monitor",
 )
 
 EXIT_OK = 0

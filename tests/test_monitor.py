@@ -1,0 +1,165 @@
+"""``botrix monitor`` as a real subprocess against real servers: every event on disk, across signals and restarts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.frames import analysis
+from botrix_toolkit.frames.dataset_layout import state_path
+from botrix_toolkit.frames.events import EventRecorder
+from botrix_toolkit.frames.history import open_dataset
+from botrix_toolkit.monitor.service import DOWNTIME_REASON, MonitorService
+from botrix_toolkit.sim.simulation import run_simulation
+from tests import waiting
+
+FLUSH_S = 0.5
+QUICK = {"drain_s": 60, "stats_interval_s": 0.25, "users": 20}
+
+
+class Monitor:
+    """A ``botrix monitor`` process; its stderr is kept in a file to read after it ends."""
+
+    def __init__(self, url: str, prefix: str, history: Path, log: Path, *extra: str) -> None:
+        self.prefix, self.history, self.log = prefix, history, log
+        self._log_file = log.open("ab")
+        launched = time.time_ns()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "botrix_toolkit.cli", "monitor", "--redis-url", url, "--prefix", prefix,
+             "--history", str(history), "--flush-s", str(FLUSH_S), *extra],
+            stdout=subprocess.DEVNULL, stderr=self._log_file,
+        )
+        # The state file is rewritten once every queue is subscribed.
+        waiting.wait_for(lambda: (self.covered_until() or 0) > launched or self.process.poll() is not None,
+                         "the monitor to subscribe", timeout=60)
+        assert self.process.poll() is None, self.log.read_text()
+
+    def covered_until(self) -> int | None:
+        try:
+            return int(json.loads(state_path(self.history, self.prefix).read_text())["covered_until_ns"])
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def wait_flushed_after(self, moment_ns: int) -> None:
+        waiting.wait_for(lambda: (self.covered_until() or 0) > moment_ns + int(FLUSH_S * 1e9),
+                         "a flush after the traffic stopped", timeout=60)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(60)
+        self._log_file.close()
+        return code
+
+    def kill_if_running(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+        self._log_file.close()
+
+
+@pytest.fixture
+def monitors(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[list[Monitor]]:
+    started: list[Monitor] = []
+    yield started
+    for monitor in started:
+        monitor.kill_if_running()
+
+
+def start(monitors: list[Monitor], url: str, prefix: str, tmp_path: Path, *extra: str) -> Monitor:
+    monitor = Monitor(url, prefix, tmp_path / "history", tmp_path / "monitor.log", *extra)
+    monitors.append(monitor)
+    return monitor
+
+
+def simulate(queue: QueueService) -> int:
+    """A short simulation on ``queue``; returns how many jobs it completed (read from Redis)."""
+    result = run_simulation(queue, "steady", duration_s=1.5, rate=150, failure_rate=0.2, max_retries=1,
+                            seed=7, progress=False, **QUICK)
+    assert result.conservation["lost"] == 0
+    assert result.conservation["completed"] > 50
+    return int(result.conservation["completed"])
+
+
+def completions_on_disk(history: Path, prefix: str) -> tuple[int, int]:
+    """(job_completed events, completions as analysis.throughput counts them) in the history."""
+    events = EventRecorder.load(history, prefix=prefix).frame()
+    return int((events["event"] == "job_completed").sum()), int(analysis.throughput(events)["completed"].sum())
+
+
+def test_a_simulation_recorded_by_the_monitor_is_all_on_disk_after_sigterm(
+        redis_url: str, queue: QueueService, key_prefix: str, tmp_path: Path, monitors: list[Monitor]) -> None:
+    monitor = start(monitors, redis_url, key_prefix, tmp_path)
+    completed = simulate(queue)
+    assert monitor.stop(signal.SIGTERM) == 0
+    assert completions_on_disk(monitor.history, key_prefix) == (completed, completed)
+    log = monitor.log.read_text()
+    assert f"recording {key_prefix}" in log and str(monitor.history.resolve()) in log
+
+
+def test_a_sigkill_after_the_traffic_and_one_flush_loses_no_event(
+        redis_url: str, queue: QueueService, key_prefix: str, tmp_path: Path, monitors: list[Monitor]) -> None:
+    monitor = start(monitors, redis_url, key_prefix, tmp_path)
+    completed = simulate(queue)
+    monitor.wait_flushed_after(time.time_ns())
+    assert monitor.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert completions_on_disk(monitor.history, key_prefix) == (completed, completed)
+
+
+def test_a_restart_appends_and_records_the_time_it_was_down_as_a_gap(
+        redis_url: str, queue: QueueService, key_prefix: str, tmp_path: Path, monitors: list[Monitor]) -> None:
+    first = start(monitors, redis_url, key_prefix, tmp_path)
+    before = queue.add_jobs({"priority": 1, "count": 1} for _ in range(20))
+    first.wait_flushed_after(time.time_ns())
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    missed_at = pd.Timestamp.now(tz="UTC")
+    missed = queue.add_jobs({"priority": 1, "count": 1} for _ in range(5))  # nobody is listening
+    second = start(monitors, redis_url, key_prefix, tmp_path)
+    after = queue.add_jobs({"priority": 2, "count": 1} for _ in range(30))
+    assert second.stop(signal.SIGTERM) == 0
+
+    recording = EventRecorder.load(second.history, prefix=key_prefix)
+    added = set(recording.frame().query("event == 'job_added'")["job_id"])
+    assert added == set(before) | set(after)
+    assert not added & set(missed)
+    gaps = recording.gaps()
+    down = gaps[gaps["reason"] == DOWNTIME_REASON]
+    assert len(down) == 1
+    assert down["start"].iloc[0] < missed_at < down["end"].iloc[0]
+    assert "gap in queue" in second.log.read_text()
+
+
+def test_observers_see_every_event_and_health_counts_them(redis_url: str, queue: QueueService,
+                                                         key_prefix: str, tmp_path: Path) -> None:
+    seen: list[pd.DataFrame] = []
+    service = MonitorService(redis_url, [key_prefix], tmp_path / "history", flush_s=0.2,
+                             observers=[lambda prefix, frame: seen.append(frame.assign(queue=prefix))])
+    with service:
+        ids = queue.add_jobs({"priority": 0, "count": 1, "password": "s3cret"} for _ in range(50))
+        waiting.wait_for(lambda: sum(len(f) for f in seen) >= 100, "100 events observed", timeout=60)
+        health = service.health()
+    observed = pd.concat(seen)
+    assert set(observed["queue"]) == {key_prefix}
+    assert sorted(observed.query("event == 'job_added'")["job_id"]) == sorted(ids)
+    assert health["events_received"] == 100 and health["gaps"] == 0 and health["malformed"] == 0
+    assert 0 <= health["flush_lag_s"] < 60
+    # Passwords stay out of the files.
+    assert all(b"s3cret" not in f.read_bytes() for f in (tmp_path / "history").rglob("*.parquet"))
+    assert open_dataset(tmp_path / "history").count_rows() == 100
+
+
+def test_bad_retention_is_refused_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "botrix_toolkit.cli", "monitor", "--redis-url", "redis://127.0.0.1:1/0",
+         "--history", str(tmp_path), "--retain", "seven days"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "--retain 'seven days'" in result.stderr
