@@ -45,7 +45,7 @@ def open_dataset(path: str | Path, table: str = "events") -> ds.Dataset:
     partitioning = ds.partitioning(partitioning_schema(hourly), flavor="hive")
     folder = root / table
     if not folder.is_dir():
-        return ds.dataset(pa.Table.from_batches([], schema=schema.append(pa.field("queue", pa.string()))))
+        return ds.dataset(_full_schema(schema, hourly).empty_table())
     return ds.dataset(folder, format="parquet", schema=_full_schema(schema, hourly), partitioning=partitioning)
 
 
