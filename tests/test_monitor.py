@@ -163,3 +163,12 @@ def test_bad_retention_is_refused_naming_it(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "--retain 'seven days'" in result.stderr
+
+
+def test_the_monitor_benchmark_writes_every_event_it_was_sent(redis_url: str) -> None:
+    from botrix_toolkit.bench.monitor import run_monitor_benchmark
+
+    result = run_monitor_benchmark(redis_url, seconds=0.5, flush_s=0.5)
+    assert result["sent"] > 0
+    assert result["written"] == result["received"] == result["sent"] and result["lost"] == 0
+    assert 0 < result["compacted_bytes_per_million"] <= result["bytes_per_million"]

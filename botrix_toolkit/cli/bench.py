@@ -12,6 +12,7 @@ from rich.table import Table
 from botrix_toolkit.bench.cluster import run_cluster_benchmark
 from botrix_toolkit.bench.events import run_recorder_benchmark
 from botrix_toolkit.bench.frames import FrameBenchmarkResult, run_frame_benchmark
+from botrix_toolkit.bench.monitor import run_monitor_benchmark
 from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
 from botrix_toolkit.cli.common import server_options
 from botrix_toolkit.core.redaction import redact_url
@@ -35,8 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="pending jobs for the frame measurement (filling takes about a minute per million)")
     bench.add_argument("--recorder-seconds", type=float, default=10.0,
                        help="seconds of flat-out publishing for the recorder measurement")
+    bench.add_argument("--monitor-seconds", type=float, default=10.0,
+                       help="seconds of flat-out publishing for the monitor measurement")
     bench.add_argument("--only", default="queue,frames,events",
-                       help="comma-separated sections to run: queue, frames, events, cluster "
+                       help="comma-separated sections to run: queue, frames, events, monitor, cluster "
                             "(cluster starts three local Valkey primaries unless --cluster-url is given)")
     bench.add_argument("--cluster-url", default=None,
                        help="any node of a cluster for the cluster section (default: a local one)")
@@ -85,6 +88,21 @@ def recorder_table(result: dict) -> Table:
     return table
 
 
+def monitor_table(result: dict) -> Table:
+    table = Table(title=f"botrix monitor, flat-out publisher for {result['seconds']:g} s, events to Parquet")
+    for column in ("sent", "received", "written", "lost", "published/s", "written/s", "files",
+                   "MB per million, as flushed", "MB per million, compacted"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{result['sent']:,}", f"{result['received']:,}", f"{result['written']:,}",
+                  f"{result['lost']:,}", f"{result['publish_rate']:,.0f}", f"{result['write_rate']:,.0f}",
+                  f"{result['files']:,}", f"{result['bytes_per_million'] / 1e6:.1f}",
+                  f"{result['compacted_bytes_per_million'] / 1e6:.1f}")
+    ok = result["lost"] == 0 and result["write_rate"] >= 400_000
+    table.caption = ("target: 0 lost, >= 400,000 written/s " + ("ok" if ok else "BELOW")
+                     + "; the publisher repeats 1,000 messages, so its disk figures flatter real traffic")
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     url, embedded = resolve_url(args.redis_url)
     sections = {name.strip() for name in args.only.split(",")}
@@ -107,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         if "cluster" in sections:
             console.print("cluster: 1 queue vs 3 queues spread over the nodes ...")
             console.print(str(run_cluster_benchmark(args.cluster_url)))
+        if "monitor" in sections:
+            console.print(f"botrix monitor: {args.monitor_seconds:g} s of flat-out publishing ...")
+            console.print(monitor_table(run_monitor_benchmark(url, args.monitor_seconds)))
         if "events" in sections:
             console.print(f"event capture: {args.recorder_seconds:g} s per subscriber ...")
             console.print(recorder_table(run_recorder_benchmark(url, args.recorder_seconds)))

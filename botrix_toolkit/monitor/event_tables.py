@@ -32,8 +32,6 @@ _PLAIN_MESSAGE = (
     rf'"data":\{{"job_id":"{_TEXT}*","status":"{_TEXT}*"(?:,"priority":{_INT})?'
     rf'(?:,"error":"{_TEXT}*")?\}}\}}$'
 )
-# Pieces of a plain message split on '"' (two padding quotes keep index 22 in range).
-_EVENT, _JOB_ID, _TIMESTAMP, _STATUS, _KEY_AFTER_STATUS, _VALUE_AFTER_STATUS = 3, 7, 10, 19, 21, 22
 _MAX_ABS_SECONDS = 9_000_000_000  # as parse_event_messages: beyond this the time is unknown
 _US_PER_S = 1_000_000
 
@@ -45,7 +43,7 @@ def event_tables(received_ns: list[int], payloads: list[bytes]) -> tuple[pa.Tabl
     ``payloads``: the raw messages, same order. Rows keep receive order.
     """
     received_us = np.asarray(received_ns, dtype=np.int64) // 1000
-    raw = pa.array(payloads, type=pa.binary())
+    raw = _binary_array(payloads)
     try:
         text = raw.cast(pa.string())
     except pa.ArrowInvalid:  # some payload is not UTF-8: let the Python parser sort them out
@@ -56,7 +54,8 @@ def event_tables(received_ns: list[int], payloads: list[bytes]) -> tuple[pa.Tabl
     other_rows = np.flatnonzero(~plain)
     tables = []
     if len(plain_rows):
-        tables.append((plain_rows, _plain_events(text.take(plain_rows), received_us[plain_rows])))
+        plain_text = text if len(plain_rows) == len(payloads) else text.take(plain_rows)
+        tables.append((plain_rows, _plain_events(plain_text, received_us[plain_rows])))
     malformed = MALFORMED_SCHEMA.empty_table()
     if len(other_rows):
         events, malformed = _parsed_tables([payloads[i] for i in other_rows], received_us[other_rows])
@@ -70,26 +69,63 @@ def event_tables(received_ns: list[int], payloads: list[bytes]) -> tuple[pa.Tabl
 
 
 def _plain_events(text: pa.Array, received_us: np.ndarray) -> pa.Table:
-    parts = pc.split_pattern(pc.binary_join_element_wise(text, '""', ""), '"')
-    status = pc.list_element(parts, _STATUS)
-    seconds = pc.cast(pc.utf8_trim(pc.list_element(parts, _TIMESTAMP), ":,"), pa.int64())
+    """Columns of messages that match ``_PLAIN_MESSAGE``: fields sit between known quotes.
+
+    In such a message the n-th double quote is always the same delimiter
+    (no escapes, fixed keys), so each field is cut out of the values buffer
+    by numpy, by the positions of its quotes.
+    """
+    text = pa.concat_arrays([text.cast(pa.large_string())])  # one contiguous copy: offsets start at 0
+    n = len(text)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[: n + 1]
+    values = np.frombuffer(text.buffers()[2], dtype=np.uint8)[: offsets[-1]]
+    quotes = np.flatnonzero(values == ord('"'))
+    first = np.searchsorted(quotes, offsets[:-1])  # index of each message's first quote
+    per_message = np.diff(np.append(first, len(quotes)))
+
+    def quote(k: int) -> np.ndarray:
+        return quotes[np.minimum(first + k, len(quotes) - 1)]
+
+    def cut(starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+        return _gather(values, starts, ends)
+
+    status = cut(quote(18) + 1, quote(19))
+    seconds = pc.cast(cut(quote(9) + 2, quote(10) - 1), pa.int64())  # `"timestamp":123,"`
     seconds = pc.if_else(pc.less(pc.abs(seconds), _MAX_ABS_SECONDS), seconds, None)
-    has_priority = pc.equal(pc.list_element(parts, _KEY_AFTER_STATUS), "priority")
-    priority_text = pc.utf8_trim(pc.list_element(parts, _VALUE_AFTER_STATUS), ":,}")
-    priority = pc.cast(pc.if_else(has_priority, priority_text, None), pa.int64())
-    data = pc.list_element(pc.split_pattern(text, ',"data":', max_splits=1), 1)
+    has_priority = per_message >= 22
+    key = cut(np.where(has_priority, quote(20) + 1, 0), np.where(has_priority, quote(21), 0))
+    has_priority &= pc.equal(key, "priority").to_numpy(zero_copy_only=False)
+    # `"priority":P,` or `"priority":P}`: digits from after the colon to the next , or }
+    value_start = np.where(has_priority, quote(21) + 2, 0)
+    delimiters = np.flatnonzero((values == ord(",")) | (values == ord("}")))
+    value_end = np.where(has_priority, delimiters[np.minimum(np.searchsorted(delimiters, value_start),
+                                                             len(delimiters) - 1)], 0)
+    priority = pc.cast(pc.if_else(pa.array(has_priority), cut(value_start, value_end), None), pa.int64())
     return pa.table(
         {
             "received_at": pa.array(received_us, type=pa.int64()).cast(EVENTS_SCHEMA.field("received_at").type),
             "timestamp": pc.multiply(seconds, _US_PER_S).cast(EVENTS_SCHEMA.field("timestamp").type),
-            "event": pc.list_element(parts, _EVENT),
-            "job_id": pc.list_element(parts, _JOB_ID),
+            "event": cut(quote(2) + 1, quote(3)),
+            "job_id": cut(quote(6) + 1, quote(7)),
             "status": pc.if_else(pc.equal(status, ""), None, status),
             "priority": priority,
-            "data": pc.utf8_slice_codeunits(data, 0, -1),  # drop the message's closing brace
+            # The first `,"data":` is the key (no string holds a quote); drop the closing brace.
+            "data": pc.utf8_slice_codeunits(pc.list_element(pc.split_pattern(text, ',"data":', max_splits=1), 1),
+                                            0, -1).cast(pa.string()),
         },
         schema=EVENTS_SCHEMA,
     )
+
+
+def _gather(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """A string array of ``values[starts[i]:ends[i]]`` for each i, with no Python loop."""
+    lengths = (ends - starts).astype(np.int64)
+    out_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out_offsets[1:])
+    index = np.repeat(starts.astype(np.int64) - out_offsets[:-1], lengths) + np.arange(out_offsets[-1])
+    data = values[index]
+    return pa.Array.from_buffers(pa.large_string(), len(lengths),
+                                 [None, pa.py_buffer(out_offsets), pa.py_buffer(data)]).cast(pa.string())
 
 
 def _parsed_tables(payloads: list[bytes], received_us: np.ndarray) -> tuple[pa.Table, pa.Table]:
@@ -129,3 +165,12 @@ def _parsed_tables(payloads: list[bytes], received_us: np.ndarray) -> tuple[pa.T
 
 def _row_positions(events: pa.Table) -> np.ndarray:
     return events.column("_row").to_numpy()
+
+
+def _binary_array(payloads: list[bytes]) -> pa.Array:
+    """The payloads as one Arrow binary array, built from one join (faster than pa.array per item)."""
+    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+    offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.Array.from_buffers(pa.large_binary(), len(payloads),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(payloads))])

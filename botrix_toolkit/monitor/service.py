@@ -158,8 +158,11 @@ class MonitorService:
     def flush(self, final: bool = False) -> None:
         """Drain every recorder and append what it had. ``final``: also the open gaps and minute."""
         for queue in self._queues:
+            began = time.perf_counter()
             drained = queue.recorder.drain()
+            drain_s = time.perf_counter() - began
             events, malformed = event_tables(drained.received_ns, drained.payloads)
+            parse_s = time.perf_counter() - began - drain_s
             with self._lock:
                 self.writer.append("events", queue.prefix, events)
                 self.writer.append("malformed", queue.prefix, malformed)
@@ -177,6 +180,8 @@ class MonitorService:
                 self.writer.append("rollup_latency", queue.prefix, latency)
             self._write_state(queue, _covered_until(drained, final))
             self._notify(queue.prefix, events)
+            logger.debug("flushed %d events of %r: drain %.3f s, parse %.3f s, total %.3f s", events.num_rows,
+                         queue.prefix, drain_s, parse_s, time.perf_counter() - began)
         self._last_flush = time.time()
 
     def _write_new_gaps(self, queue: _Queue, drained: DrainedMessages, final: bool) -> None:

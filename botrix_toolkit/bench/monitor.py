@@ -1,0 +1,101 @@
+"""Benchmark of ``botrix monitor``'s recording: a flat-out publisher, every event written to disk.
+
+The same publisher as the recorder's benchmark (``bench.events``: realistic
+event messages, pipelined PUBLISH from another process) runs for ``seconds``;
+a ``MonitorService`` records the channel into a fresh history folder. The
+result counts the messages sent, received by the recorder and written to the
+dataset (read back from the folder, not from a counter), the rates over the
+time from the publisher's start to the last row on disk, and the disk used per
+million events as flushed and after compaction. Prints nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botrix_toolkit.frames.history import open_dataset
+from botrix_toolkit.monitor.maintenance import compact
+from botrix_toolkit.monitor.service import MonitorService
+
+from .events import _publisher
+
+_WRITE_TIMEOUT_S = 300.0  # a monitor that has not written everything by then has lost it
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*.parquet"))
+
+
+def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
+                          history: str | Path | None = None) -> dict[str, Any]:
+    """Publish flat out for ``seconds`` into a monitored queue; see the module docstring.
+
+    Returns sent, received, written, lost (sent - written), publish_rate,
+    write_rate (written per second from the publisher's start to the last
+    flush that wrote), files, bytes_per_million (as flushed) and
+    compacted_bytes_per_million.
+    """
+    prefix = f"botrix:bench:{uuid.uuid4().hex}"
+    folder = Path(history) if history is not None else Path(tempfile.mkdtemp(prefix="botrix-bench-monitor-"))
+    service = MonitorService(url, [prefix], folder, flush_s=flush_s, maintenance_s=3600)
+    ctx = mp.get_context("spawn")
+    ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_publisher, args=(url, f"{prefix}:updates", seconds, 0, ready, go, results),
+                       daemon=True)
+    service.start()
+    try:
+        proc.start()
+        if not ready.wait(60):
+            raise RuntimeError("benchmark publisher did not start")
+        go.set()
+        started = time.perf_counter()
+        published = results.get(timeout=seconds + 120)
+        proc.join(10)
+        sent = published["sent"]
+        last_written, last_change = -1, time.perf_counter()
+        deadline = time.perf_counter() + _WRITE_TIMEOUT_S
+        while time.perf_counter() < deadline:
+            written = service.health()["events_written"]
+            if written != last_written:
+                last_written, last_change = written, time.perf_counter()
+            if written >= sent:
+                break
+            time.sleep(0.05)
+        finished = last_change
+        received = service.health()["events_received"]
+    finally:
+        service.stop()
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+    try:
+        written = open_dataset(folder).count_rows()
+        files = len(list((folder / "events").rglob("*.parquet")))
+        flushed_bytes = _folder_bytes(folder / "events")
+        compact(folder, datetime.now(UTC) + timedelta(days=1), timedelta(0), threading.Lock())
+        compacted_bytes = _folder_bytes(folder / "events")
+        assert open_dataset(folder).count_rows() == written, "compaction changed the row count"
+    finally:
+        if history is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    elapsed = max(finished - started, published["seconds"])
+    return {
+        "seconds": seconds,
+        "sent": sent,
+        "received": received,
+        "written": written,
+        "lost": sent - written,
+        "publish_rate": sent / published["seconds"] if published["seconds"] else 0.0,
+        "write_rate": written / elapsed if elapsed else 0.0,
+        "files": files,
+        "bytes_per_million": flushed_bytes / written * 1e6 if written else 0.0,
+        "compacted_bytes_per_million": compacted_bytes / written * 1e6 if written else 0.0,
+    }
