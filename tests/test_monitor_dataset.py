@@ -245,3 +245,16 @@ def test_the_events_schema_is_what_the_readme_documents() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     for field in EVENTS_SCHEMA:
         assert f"`{field.name}`" in readme.split("## botrix monitor", 1)[1]
+
+
+def test_a_history_folder_loads_as_the_saved_file_it_was_made_from(tmp_path: Path) -> None:
+    from botrix_toolkit.monitor.backfill import write_recording
+
+    saved = EventRecorder.load(Path(__file__).resolve().parent.parent / "data" / "samples" / "events.parquet")
+    assert write_recording(saved, tmp_path, "botrix:jobs") == len(saved.frame())
+    loaded = EventRecorder.load(tmp_path)
+    expected = saved.frame()
+    expected["received_at"] = expected["received_at"].dt.floor("us")  # the folder keeps microseconds
+    pdt.assert_frame_equal(loaded.frame(), expected)
+    pdt.assert_frame_equal(loaded.malformed(), saved.malformed())
+    assert loaded.channel == "botrix:jobs:updates"

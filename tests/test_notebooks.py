@@ -6,7 +6,8 @@ test writes a kernelspec pointing at ``sys.executable`` into a temporary
 can never be picked by mistake. 01 and 02 talk to the session's embedded
 server (through ``BOTRIX_REDIS_URL``, as a user's environment would); 03 must
 need no server at all, so it runs with ``BOTRIX_REDIS_URL`` pointing at a port
-where nothing listens: any connection it tried would fail the cell.
+where nothing listens: any connection it tried would fail the cell. 04 reads a
+history folder the test makes (``BOTRIX_HISTORY_DIR``), also with no server.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port, port_is_free
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-EXPECTED = ("01_queue_overview.ipynb", "02_event_analysis.ipynb", "03_offline_history.ipynb")
+EXPECTED = ("01_queue_overview.ipynb", "02_event_analysis.ipynb", "03_offline_history.ipynb",
+            "04_history.ipynb")
 NEEDS_SERVER = {"01_queue_overview.ipynb": True, "02_event_analysis.ipynb": True,
-                "03_offline_history.ipynb": False}
+                "03_offline_history.ipynb": False, "04_history.ipynb": False}
 KERNEL_NAME = "botrix-test-python"
 CELL_TIMEOUT_S = 180
 # The stand-in secret notebook 01 stores in its jobs: it must never reach an output.
@@ -68,7 +70,7 @@ def _output_text(notebook: nbformat.NotebookNode) -> str:
     return json.dumps([cell.get("outputs", []) for cell in notebook.cells if cell.cell_type == "code"])
 
 
-def test_the_three_notebooks_are_there() -> None:
+def test_the_four_notebooks_are_there() -> None:
     found = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
     assert found == sorted(EXPECTED)
 
@@ -97,7 +99,8 @@ def test_kernel_runs_this_interpreter(kernel_name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_notebook_runs(
-    name: str, kernel_name: str, embedded_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+    name: str, kernel_name: str, embedded_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     if NEEDS_SERVER[name]:
         assert embedded_server.url is not None
@@ -106,6 +109,9 @@ def test_notebook_runs(
         closed = free_port()
         assert port_is_free(closed)
         monkeypatch.setenv("BOTRIX_REDIS_URL", f"redis://127.0.0.1:{closed}/0")
+
+    if name == "04_history.ipynb":
+        monkeypatch.setenv("BOTRIX_HISTORY_DIR", str(_small_history(tmp_path)))
 
     executed = _execute(NOTEBOOK_DIR / name, kernel_name)
 
@@ -116,3 +122,20 @@ def test_notebook_runs(
     assert DEMO_PASSWORD not in text, f"{name} shows a job's password in its outputs"
     # Every notebook draws at least one figure from botrix_toolkit.plots.
     assert "application/vnd.plotly.v1+json" in text, f"{name} drew no plotly figure"
+
+
+def _small_history(folder: Path) -> Path:
+    """A history folder of two queues, one of them over two hours, as ``botrix monitor`` writes it."""
+    import dataclasses
+
+    import pandas as pd
+
+    from botrix_toolkit.frames.events import EventRecorder
+    from botrix_toolkit.monitor.backfill import write_recording
+
+    history = folder / "history"
+    sample = EventRecorder.load(NOTEBOOK_DIR.parent / "data" / "samples" / "events.parquet")
+    for shift_h, prefix in ((0, "botrix:jobs"), (1, "botrix:jobs"), (0, "{reports}")):
+        shifted = sample.events.assign(received_at=sample.events["received_at"] + pd.Timedelta(hours=shift_h))
+        write_recording(dataclasses.replace(sample, events=shifted), history, prefix)
+    return history
