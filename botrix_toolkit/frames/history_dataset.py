@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -24,7 +24,7 @@ from botrix_toolkit.frames.dataset_layout import TABLES, decode_prefix, encode_p
 from botrix_toolkit.frames.event_frames import EVENT_COLUMNS, empty_frame, malformed_frame_from
 from botrix_toolkit.frames.history import RecordedEvents, _events_from_table
 
-TimeLike = str | datetime | pd.Timestamp | None
+TimeLike: TypeAlias = str | datetime | pd.Timestamp | None
 _TIME_COLUMN = {"events": "received_at", "malformed": "received_at", "gaps": "start",
                 "rollup_counts": "minute", "rollup_latency": "minute"}
 

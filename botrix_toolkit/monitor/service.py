@@ -222,8 +222,9 @@ class MonitorService:
     def _covered_until(self, prefix: str) -> int | None:
         """Until when the queue's events were on disk: the state file, else the last row written."""
         state = self.writer.read_state(prefix)
-        if state and isinstance(state.get("covered_until_ns"), int):
-            return int(state["covered_until_ns"])
+        covered = state.get("covered_until_ns") if state else None
+        if isinstance(covered, int):
+            return covered
         last = last_received_at(self.history, prefix)
         return None if last is None else int(last.value)
 
