@@ -279,3 +279,31 @@ def test_repr_html_escapes_the_channel(redis_client: redis.Redis) -> None:
         html = rec._repr_html_()
     assert "&lt;b&gt;&amp;" in html and "<b>&" not in html
     assert "recording" in html
+
+
+def test_drain_hands_over_every_message_once_in_order(redis_client: redis.Redis, channel: str,
+                                                      recorder: EventRecorder) -> None:
+    first = [event(f"a{i}") for i in range(1000)]
+    publish_pipelined(redis_client, channel, first)
+    wait_for(lambda: recorder.received >= 1000, "1,000 messages")
+    drained = recorder.drain()
+    assert drained.payloads == first and drained.dropped == 0
+    assert drained.received_ns == sorted(drained.received_ns)
+    assert drained.drained_at_ns >= drained.received_ns[-1]
+    second = [event(f"b{i}") for i in range(500)]
+    publish_pipelined(redis_client, channel, second)
+    wait_for(lambda: recorder.received >= 1500, "1,500 messages")
+    assert recorder.drain().payloads == second
+    assert recorder.drain().payloads == []
+    assert len(recorder.frame()) == 0  # drained messages left the buffer
+    assert recorder.stats()["dropped_oldest"] == 0  # ... and are not counted as lost
+
+
+def test_drain_reports_what_a_full_buffer_dropped(redis_client: redis.Redis, channel: str) -> None:
+    with EventRecorder(redis_client, channel=channel, maxlen=100) as rec:
+        publish_pipelined(redis_client, channel, [event(f"j{i}") for i in range(1000)])
+        wait_for(lambda: rec.received >= 1000, "1,000 messages")
+        drained = rec.drain()
+    assert 0 < len(drained.payloads) <= 1000
+    assert len(drained.payloads) + drained.dropped == 1000
+    assert drained.payloads[-1] == event("j999")
