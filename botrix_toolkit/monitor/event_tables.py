@@ -97,9 +97,12 @@ def _plain_events(text: pa.Array, received_us: np.ndarray) -> pa.Table:
     has_priority &= pc.equal(key, "priority").to_numpy(zero_copy_only=False)
     # `"priority":P,` or `"priority":P}`: digits from after the colon to the next , or }
     value_start = np.where(has_priority, quote(21) + 2, 0)
-    delimiters = np.flatnonzero((values == ord(",")) | (values == ord("}")))
-    value_end = np.where(has_priority, delimiters[np.minimum(np.searchsorted(delimiters, value_start),
-                                                             len(delimiters) - 1)], 0)
+    value_end = value_start.copy()
+    rows = np.flatnonzero(has_priority)
+    if len(rows):  # at most 19 characters (sign and 18 digits), then `,` or `}`
+        window = values[np.minimum(value_start[rows, None] + np.arange(20), len(values) - 1)]
+        numeric = (window == ord("-")) | ((window >= ord("0")) & (window <= ord("9")))
+        value_end[rows] = value_start[rows] + np.argmin(numeric, axis=1)
     priority = pc.cast(pc.if_else(pa.array(has_priority), cut(value_start, value_end), None), pa.int64())
     return pa.table(
         {
