@@ -59,6 +59,9 @@ HOSTILE = [
     b'{"event":"job_added", "job_id":"x","timestamp":1,"data":{"job_id":"x","status":"pending","priority":2}}',
     b'{"event":"job_added","job_id":"x","timestamp":1,"data":{"job_id":"x","status":"pending","priority":01}}',
     b'{"event":"job_added","job_id":"x","timestamp":1,"data":{"job_id":"x","status":"p\x01","priority":1}}',
+    b'{"event":"job_added","job_id":"big","timestamp":1,"data":{"job_id":"big","status":"pending","priority":123456789012345678}}',
+    b'{"event":"job_added","job_id":"neg","timestamp":1,"data":{"job_id":"n","status":"pending","priority":-123456789012345678,"error":"e"}}',
+    b'{"event":"job_added","job_id":"huge","timestamp":1,"data":{"job_id":"h","status":"pending","priority":12345678901234567890}}',
     "{\"event\":\"j\u00e9\",\"job_id\":\"\u4e2d\",\"timestamp\":-0,\"data\":{\"job_id\":\"x\",\"status\":\"ok\"}}".encode(),
 ]
 
