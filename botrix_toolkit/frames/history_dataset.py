@@ -25,6 +25,8 @@ from botrix_toolkit.frames.event_frames import EVENT_COLUMNS, empty_frame, malfo
 from botrix_toolkit.frames.history import RecordedEvents, _events_from_table
 
 TimeLike: TypeAlias = str | datetime | pd.Timestamp | None
+# int64 columns with nulls stay exact integers (pandas would make them float64).
+_NULLABLE_INTS = {pa.int64(): pd.Int64Dtype()}
 _TIME_COLUMN = {"events": "received_at", "malformed": "received_at", "gaps": "start",
                 "rollup_counts": "minute", "rollup_latency": "minute"}
 
@@ -122,7 +124,7 @@ def load_history(path: str | Path, start: TimeLike = None, end: TimeLike = None,
     overlap the range are read from the partitions of that range only.
     """
     prefix = _one_queue(path, prefix)
-    events = _read(path, "events", prefix, start, end).to_pandas()
+    events = _read(path, "events", prefix, start, end).to_pandas(types_mapper=_NULLABLE_INTS.get)
     malformed = _read(path, "malformed", prefix, start, end).to_pandas()
     gaps = _read(path, "gaps", prefix, None, end).to_pandas()
     start_ts = _utc(start, "start")
@@ -155,7 +157,7 @@ def read_rollups(path: str | Path, kind: str = "counts", start: TimeLike = None,
     if kind not in ("counts", "latency"):
         raise InvalidInputError(f"kind must be 'counts' or 'latency', got {kind!r}")
     prefix = _one_queue(path, prefix)
-    frame = _read(path, f"rollup_{kind}", prefix, start, end).to_pandas()
+    frame = _read(path, f"rollup_{kind}", prefix, start, end).to_pandas(types_mapper=_NULLABLE_INTS.get)
     frame["priority"] = frame["priority"].astype("Int64")
     if kind == "counts" and len(frame):
         frame = (frame.groupby(["minute", "event", "priority"], dropna=False, sort=True)["count"]
