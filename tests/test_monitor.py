@@ -172,3 +172,20 @@ def test_the_monitor_benchmark_writes_every_event_it_was_sent(redis_url: str) ->
     assert result["sent"] > 0
     assert result["written"] == result["received"] == result["sent"] and result["lost"] == 0
     assert 0 < result["compacted_bytes_per_million"] <= result["bytes_per_million"]
+
+
+def test_events_whose_write_failed_are_written_by_a_later_flush(redis_url: str, queue: QueueService,
+                                                                key_prefix: str, tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    history.mkdir()
+    (history / "events").write_text("a file where the events folder goes: every write fails")
+    service = MonitorService(redis_url, [key_prefix], history, flush_s=0.1)
+    with service:
+        ids = queue.add_jobs({"priority": 1, "count": 1} for _ in range(40))
+        waiting.wait_for(lambda: service.health()["events_received"] >= 80, "80 events received", timeout=60)
+        time.sleep(0.5)  # a few flushes fail meanwhile
+        assert service.health()["events_written"] == 0
+        (history / "events").unlink()
+        waiting.wait_for(lambda: service.health()["events_written"] >= 80, "the events written", timeout=60)
+    added = EventRecorder.load(history, prefix=key_prefix).frame().query("event == 'job_added'")["job_id"]
+    assert sorted(added) == sorted(ids)

@@ -56,6 +56,7 @@ class _Queue:
     recorder: EventRecorder
     rollups: RollupBuilder = field(default_factory=RollupBuilder)
     gaps_written: int = 0  # recorder gaps already on disk
+    unwritten: DrainedMessages | None = None  # drained, but the write failed: retried first
     events: int = 0
     malformed: int = 0
     gaps: int = 0
@@ -160,12 +161,17 @@ class MonitorService:
         for queue in self._queues:
             began = time.perf_counter()
             drained = queue.recorder.drain()
+            if queue.unwritten is not None:  # a failed write's messages go first, never lost
+                drained.received_ns[:0] = queue.unwritten.received_ns
+                drained.payloads[:0] = queue.unwritten.payloads
+            queue.unwritten = drained
             drain_s = time.perf_counter() - began
             events, malformed = event_tables(drained.received_ns, drained.payloads)
             parse_s = time.perf_counter() - began - drain_s
             with self._lock:
                 self.writer.append("events", queue.prefix, events)
                 self.writer.append("malformed", queue.prefix, malformed)
+            queue.unwritten = None
             queue.events += events.num_rows
             queue.malformed += malformed.num_rows
             if drained.dropped:
