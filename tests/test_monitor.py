@@ -95,11 +95,13 @@ def completions_on_disk(history: Path, prefix: str) -> tuple[int, int]:
     return int((events["event"] == "job_completed").sum()), int(analysis.throughput(events)["completed"].sum())
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_simulation_recorded_by_the_monitor_is_all_on_disk_after_sigterm(
-        redis_url: str, queue: QueueService, key_prefix: str, tmp_path: Path, monitors: list[Monitor]) -> None:
+        redis_url: str, queue: QueueService, key_prefix: str, tmp_path: Path, monitors: list[Monitor],
+        signum: int) -> None:
     monitor = start(monitors, redis_url, key_prefix, tmp_path)
     completed = simulate(queue)
-    assert monitor.stop(signal.SIGTERM) == 0
+    assert monitor.stop(signum) == 0
     assert completions_on_disk(monitor.history, key_prefix) == (completed, completed)
     log = monitor.log.read_text()
     assert f"recording {key_prefix}" in log and str(monitor.history.resolve()) in log
