@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
+_ROW_GROUP_ROWS = 1 << 20
 _warned_no_exchange = False
 
 
@@ -100,18 +101,33 @@ def compact_partition(root: Path, partition: Partition, lock: threading.Lock) ->
     if len(files) < 2:
         return None
     schema, _ = TABLES[partition.table]
-    tables = [pq.read_table(f, schema=schema) for f in files]  # names sort by first row: receive order
-    merged = pa.concat_tables(tables)
-    rows = merged.num_rows
-    if rows != sum(t.num_rows for t in tables):
-        raise RuntimeError(f"compaction of {partition.path} lost rows")  # never expected
     staging = root / STAGING / f"compact-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
-    first_us = int(merged.column(0).cast(pa.int64())[0].as_py()) if rows else 0
-    target = staging / part_name(first_us, "c" + uuid.uuid4().hex[:11])
-    pq.write_table(merged, target, compression=COMPRESSION, row_group_size=1 << 20)
-    with open(target, "rb") as fh:
-        os.fsync(fh.fileno())
+    target = staging / f"{uuid.uuid4().hex}.parquet.tmp"
+    rows = 0
+    first_us: int | None = None
+    pending: list[pa.Table] = []  # written a row group at a time: an hour of a busy queue never sits in memory
+    try:
+        with pq.ParquetWriter(target, schema, compression=COMPRESSION) as out:
+            for f in files:  # names sort by first row: receive order
+                table = pq.read_table(f, schema=schema)
+                rows += table.num_rows
+                if first_us is None and table.num_rows:
+                    first_us = int(table.column(0).cast(pa.int64())[0].as_py())
+                pending.append(table)
+                if sum(t.num_rows for t in pending) >= _ROW_GROUP_ROWS:
+                    out.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP_ROWS)
+                    pending = []
+            if pending:
+                out.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP_ROWS)
+        with open(target, "rb") as fh:
+            os.fsync(fh.fileno())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    final = staging / part_name(first_us or 0, "c" + uuid.uuid4().hex[:11])
+    os.replace(target, final)
+    target = final
     written = pq.read_metadata(target).num_rows
     if written != rows:
         shutil.rmtree(staging, ignore_errors=True)
