@@ -8,13 +8,14 @@ MGET reads tens of thousands.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from botrix_toolkit.core.clients import RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
 from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.node_pipelines import PipelineCommand, run_on_queue_node
+from botrix_toolkit.core.scripting import Scripts
 
 READ_CHUNK = 10_000
 
@@ -111,3 +112,82 @@ def held_jobs(client: RedisClient, keys: QueueKeys) -> HeldJobs:
     if not members:
         return HeldJobs(now_ms, [], [], [], [])
     return HeldJobs(now_ms, members, replies[1], replies[2], replies[3])
+
+
+@dataclass(frozen=True)
+class QueueGauges:
+    """A queue's health at one instant (queue_gauges.lua): what a metrics exporter shows.
+
+    ``pending``: exact counts by level (high, normal, low); ``stalled``: jobs in
+    processing whose lease was not renewed for longer than the lease length;
+    ``still_queued``: for each candidate id asked about, whether it is still in
+    the queue.
+    """
+
+    server_time_ms: int
+    pending: dict[str, int]
+    processing: int
+    stalled: int
+    still_queued: list[bool]
+
+
+def queue_gauges(
+    client: redis.Redis, keys: QueueKeys, scripts: Scripts, lease_ms: int, candidates: Sequence[str] = ()
+) -> QueueGauges:
+    """Pending by level, processing, stalled and which candidates still wait, in one round trip.
+
+    A read-only script rather than a pipeline: the stalled count compares
+    leases with the server's clock and checks each expired one against the
+    processing set, which a pipeline cannot do without a second round trip.
+    """
+    reply = scripts.queue_gauges(
+        keys=keys.script_head,
+        args=[*HIGH_SCORES, *NORMAL_SCORES, *LOW_SCORES, int(lease_ms), *candidates],
+        client=client,
+    )
+    now_ms, high, normal, low, processing, stalled = (int(value) for value in reply[:6])
+    return QueueGauges(now_ms, {"high": high, "normal": normal, "low": low}, processing, stalled,
+                       [bool(flag) for flag in reply[6:]])
+
+
+@dataclass(frozen=True)
+class PendingSince:
+    """One chunk of the queue with when each job entered it; parallel lists.
+
+    ``since_ms`` is on the server's clock, None where the status key is gone
+    or never expires (then it cannot be told).
+    """
+
+    ids: list[str]
+    priorities: list[int]
+    since_ms: list[int | None]
+
+
+def iter_pending_since(
+    client: redis.Redis, keys: QueueKeys, ttl: int, chunk: int = READ_CHUNK
+) -> Iterator[PendingSince]:
+    """The queue from its head, ``chunk`` ids at a time, with when each job became pending.
+
+    Every add, requeue and recovery writes the status key ``pending`` with an
+    expiry of ``ttl`` seconds and nothing rewrites it while the job waits, so
+    its remaining time to live tells how long ago the job was queued (exact
+    when every writer of the queue uses that ttl; the Go service uses 3600 s,
+    the toolkit's default). One round trip per chunk after the ZRANGE.
+    """
+    start, ttl_ms = 0, ttl * 1000
+    while True:
+        members = client.zrange(keys.queue, start, start + chunk - 1, withscores=True)
+        if not members:
+            return
+        ids = [member.decode("utf-8", "replace") for member, _ in members]
+        commands: list[PipelineCommand] = [lambda pipe: pipe.time()]
+        status_keys = [keys.status(job_id) for job_id in ids]
+        commands += [lambda pipe, key=key: pipe.pttl(key) for key in status_keys]
+        replies = run_on_queue_node(client, keys, commands)
+        seconds, micros = replies[0]
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        since = [now_ms - (ttl_ms - int(left)) if int(left) >= 0 else None for left in replies[1:]]
+        yield PendingSince(ids, [int(-score) for _, score in members], since)
+        if len(members) < chunk:
+            return
+        start += chunk

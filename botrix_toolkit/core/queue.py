@@ -13,7 +13,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -546,6 +546,23 @@ class QueueService:
         """queue_length, processing_count, exact high/normal/low counts, ttl_seconds."""
         with self.errors_for(self.keys.queue, self.keys.processing):
             return queries.queue_stats(self.redis, self.keys, self.ttl)
+
+    def queue_gauges(self, lease_s: float, candidates: Sequence[str] = ()) -> queries.QueueGauges:
+        """Pending by level, processing, jobs held past ``lease_s`` and which ``candidates`` still wait.
+
+        One round trip, read only (queries.queue_gauges): what a metrics
+        exporter refreshes every few seconds.
+        """
+        if isinstance(lease_s, bool) or not isinstance(lease_s, (int, float)) or not lease_s > 0:
+            raise InvalidInputError(f"lease_s must be a number of seconds > 0; got {lease_s!r}")
+        ids = [validate_job_id(job_id) for job_id in candidates]
+        with self._script_head_errors:
+            return queries.queue_gauges(self.redis, self.keys, self._scripts, round(lease_s * 1000), ids)
+
+    def iter_pending_since(self, chunk: int = queries.READ_CHUNK) -> Iterator[queries.PendingSince]:
+        """The queue in chunks, with when each job became pending (see queries.iter_pending_since)."""
+        with self.errors_for(self.keys.queue):
+            yield from queries.iter_pending_since(self.redis, self.keys, self.ttl, chunk)
 
     # -- frames ----------------------------------------------------------
     def pending_jobs_frame(

@@ -45,6 +45,7 @@ SCRIPT_NAMES = (
     "renew_leases",
     "remove_orphans",
     "release_jobs",
+    "queue_gauges",
 )
 
 
@@ -272,6 +273,7 @@ class Scripts:
     renew_leases: LuaScript
     remove_orphans: LuaScript
     release_jobs: LuaScript
+    queue_gauges: LuaScript
 
 
 # A cluster node's answers while a slot moves: the command did not run there.

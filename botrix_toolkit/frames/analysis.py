@@ -81,8 +81,11 @@ def _event_times(events: pd.DataFrame) -> pd.Series:
     return times
 
 
-def _classify(events: pd.DataFrame) -> pd.DataFrame:
+def classify_events(events: pd.DataFrame) -> pd.DataFrame:
     """One row per event (frame order) with what it means for its job.
+
+    The reading that ``throughput`` and ``latency`` count from, public so that an
+    incremental counter (``monitor.job_tracker``) counts exactly as they do.
 
     Columns: time, job_id, event, status, job (int code), state (the job state the row
     implies, or missing), transition (state differs from the job's previous state),
@@ -132,7 +135,7 @@ def throughput(events: pd.DataFrame, freq: str = "1s") -> pd.DataFrame:
     back in the queue), recovered (a stalled job put back). Bins use ``received_at``
     where present (sub-second), else the message ``timestamp``.
     """
-    rows = _classify(events)
+    rows = classify_events(events)
     is_state = rows["transition"].to_numpy()
     state = rows["state"]
     flags = {
@@ -171,7 +174,7 @@ def latency(events: pd.DataFrame) -> pd.DataFrame:
     added_at.
     """
     require_columns(events, ("priority",), "events")
-    rows = _classify(events)
+    rows = classify_events(events)
     rows["priority"] = pd.Series(events["priority"], copy=False).astype("Int64").array
     rows["attempt"] = (rows["event"] == "job_added").astype("int64").groupby(rows["job"]).cumsum()
     rows = rows[rows["attempt"] > 0]

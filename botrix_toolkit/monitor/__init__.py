@@ -9,6 +9,9 @@ Layer ``monitor`` (beside ``sim``; imports core, server and frames only).
 - ``rollups.RollupBuilder``: per-minute counts and wait/run quantiles.
 - ``maintenance``: compaction (atomic folder exchange) and retention.
 - ``backfill.write_recording``: a saved recording into a history folder.
+- ``metrics.MonitorMetrics``: Prometheus metrics (``start_metrics`` for the service);
+  ``job_tracker`` counts event chunks exactly as ``analysis.throughput``;
+  ``exposition`` builds what a scrape shows.
 
 The layout and schemas are in ``frames.dataset_layout``; reading is in
 ``frames.history_dataset`` (``open_dataset``, ``load_history``, ``read_rollups``).

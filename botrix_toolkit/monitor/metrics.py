@@ -1,0 +1,515 @@
+"""MonitorMetrics: a queue's health and its jobs' flow as Prometheus metrics (prometheus-client).
+
+The monitor service feeds it and Prometheus scrapes it:
+
+    metrics = MonitorMetrics([q1, q2])            # one QueueService per prefix
+    metrics.serve("127.0.0.1", 9108)              # GET /metrics, loopback by default
+    metrics.observe_events(q1.keys.prefix, chunk) # after each drain of that queue's recorder
+    metrics.set_health(q1.keys.prefix, {"events_received": ..., "gaps": ..., "malformed": ...,
+                                        "flush_lag_s": ...})
+    metrics.refresh()                             # on a timer (or metrics.start_refreshing(2.0))
+
+Gauges come from the queue itself, one round trip per queue per refresh
+(``QueueService.queue_gauges``: exact pending counts by level, processing,
+stalled, and which of the oldest jobs seen added still wait). Counters and
+histograms come from the events, counted chunk by chunk exactly as
+``analysis.throughput`` and paired as ``analysis.latency`` (``job_tracker``).
+Every metric carries the queue's prefix as its ``queue`` label.
+
+Without the monitor service, ``MonitorMetrics.run_with_recorders`` records the
+queues itself and serves the same metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from botrix_toolkit.core.errors import BotrixError, InvalidInputError
+from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.monitor.job_tracker import (
+    COUNTED_KINDS,
+    DEFAULT_MAX_OPEN_JOBS,
+    PRIORITY_LABELS,
+    ChunkResult,
+    JobTracker,
+)
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from botrix_toolkit.frames.events import EventRecorder
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_REFRESH_S = 2.0
+# A worker's lease (Worker(lease_s=30), renewed every 10 s): a job whose lease
+# was not renewed for longer is held by a worker that has stopped.
+DEFAULT_LEASE_S = 30.0
+# Seconds; from a fast claim to a long job.
+WAIT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+                                   120, 300, 600, 1800, 3600, 10800)
+RUN_BUCKETS = WAIT_BUCKETS
+# Oldest followed jobs whose presence in the queue each refresh checks.
+OLDEST_CANDIDATES = 16
+# An undecided failure whose job took no step for this long was final (job_tracker).
+FAILURE_DECIDED_AFTER_S = 30.0
+# A queue is read whole again (jobs queued, none followed) at most this often.
+RESEED_AFTER_S = 60.0
+HEALTH_KEYS = ("events_received", "gaps", "malformed", "flush_lag_s")
+PRIORITY_LEVELS_SHOWN = ("high", "normal", "low")
+
+
+@dataclass
+class _Histogram:
+    """Bucket counts (not cumulative; the last is +Inf) and the sum, for one label set."""
+
+    bounds: tuple[float, ...]
+    counts: np.ndarray = field(init=False)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
+
+    def observe(self, seconds: np.ndarray) -> None:
+        # side="left": a value equal to a bound falls in that bucket (le is "<=").
+        self.counts += np.bincount(np.searchsorted(self.bounds, seconds, side="left"),
+                                   minlength=len(self.counts))
+        self.total += float(seconds.sum())
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative = np.cumsum(self.counts)
+        return [*((_float_text(b), float(c)) for b, c in zip(self.bounds, cumulative)),
+                ("+Inf", float(cumulative[-1]))]
+
+
+@dataclass
+class _QueueState:
+    """Everything shown about one queue."""
+
+    service: QueueService
+    tracker: JobTracker
+    counts: pd.DataFrame
+    wait: dict[str, _Histogram]
+    run: dict[str, _Histogram]
+    pending: dict[str, int] = field(default_factory=dict)
+    processing: int | None = None
+    stalled: int | None = None
+    oldest_pending_s: float | None = None
+    refreshed_at: float | None = None
+    refresh_errors: int = 0
+    health: dict[str, float] = field(default_factory=dict)
+    seeded: bool = False
+    seeded_at: float = -float("inf")  # monotonic time of the last read of the queue
+
+
+class MonitorMetrics:
+    """Prometheus metrics for one or more queues, in a registry of their own.
+
+    ``queues``: QueueServices (one per prefix; the prefix is the ``queue``
+    label). ``lease_s``: a job in processing whose lease was not renewed for
+    longer is stalled (use the workers' ``Worker(lease_s=...)``).
+    ``max_open_jobs``: queued or running jobs followed per queue for the wait
+    and run times and the oldest pending job (memory stays bounded; see
+    ``job_tracker``). Thread-safe: events, health and refreshes may come from
+    different threads, and a scrape sees a consistent state.
+    """
+
+    def __init__(
+        self,
+        queues: Iterable[QueueService],
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        max_open_jobs: int = DEFAULT_MAX_OPEN_JOBS,
+    ) -> None:
+        if isinstance(lease_s, bool) or not isinstance(lease_s, (int, float)) or not lease_s > 0:
+            raise InvalidInputError(f"lease_s must be a number of seconds > 0; got {lease_s!r}")
+        self.lease_s = float(lease_s)
+        self._lock = threading.Lock()
+        self._queues: dict[str, _QueueState] = {}
+        for service in queues:
+            name = service.keys.prefix
+            if name in self._queues:
+                raise InvalidInputError(f"queue {name!r} is given twice")
+            self._queues[name] = _QueueState(
+                service=service, tracker=JobTracker(max_open_jobs), counts=_zero_counts(),
+                wait={label: _Histogram(WAIT_BUCKETS) for label in PRIORITY_LEVELS_SHOWN},
+                run={label: _Histogram(RUN_BUCKETS) for label in PRIORITY_LEVELS_SHOWN},
+            )
+        if not self._queues:
+            raise InvalidInputError("MonitorMetrics needs at least one queue")
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_Collector(self))
+        self._server: WSGIServer | None = None
+        self._server_thread: threading.Thread | None = None
+        self._refresher: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def queue_names(self) -> list[str]:
+        """The ``queue`` label values: the prefixes, in the order given."""
+        return list(self._queues)
+
+    def _state(self, queue: str) -> _QueueState:
+        try:
+            return self._queues[queue]
+        except KeyError:
+            raise InvalidInputError(f"no queue {queue!r} in these metrics; they have {list(self._queues)}") from None
+
+    # -- what the monitor service calls -------------------------------------------
+
+    def observe_events(self, queue: str, events: pd.DataFrame) -> None:
+        """Count a chunk of ``queue``'s events: the rows received since the last call, in order.
+
+        ``events`` has the recorder's events-frame columns (``received_at``,
+        ``event``, ``job_id``, ``status``, ``priority``; ``timestamp`` and
+        ``data`` are optional). Give each row once: the counters add up.
+        """
+        state = self._state(queue)
+        with self._lock:
+            self._add(state, state.tracker.observe(events))
+
+    def set_health(self, queue: str, health: Mapping[str, Any]) -> None:
+        """The recorder's own health for ``queue``: totals so far, and the flush lag.
+
+        Keys (each optional): ``events_received``, ``gaps``, ``malformed``
+        (running totals of that queue's recorder) and ``flush_lag_s`` (seconds
+        the oldest event not yet on disk has waited).
+        """
+        state = self._state(queue)
+        unknown = set(health) - set(HEALTH_KEYS)
+        if unknown:
+            raise InvalidInputError(f"unknown health keys {sorted(unknown)}; expected some of {HEALTH_KEYS}")
+        values = {}
+        for key, value in health.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InvalidInputError(f"health {key!r} must be a number >= 0; got {value!r}")
+            values[key] = float(value)
+        with self._lock:
+            state.health.update(values)
+
+    def refresh(self) -> None:
+        """Read every queue's gauges: one round trip per queue (two more the first time, see below).
+
+        The first refresh of a queue also reads when each job already queued
+        was added (``QueueService.iter_pending_since``, chunked), so that the
+        oldest pending job is known before the monitor saw any add; so does a
+        refresh that finds jobs queued and none followed (after a gap). A
+        queue that cannot be read keeps its last values and counts an error.
+        """
+        for name, state in self._queues.items():
+            try:
+                self._refresh_queue(state)
+            except BotrixError as exc:
+                with self._lock:
+                    state.refresh_errors += 1
+                logger.warning("metrics refresh of queue %r failed: %s", name, exc)
+
+    def _refresh_queue(self, state: _QueueState) -> None:
+        service = state.service
+        if not state.seeded and time.monotonic() - state.seeded_at >= RESEED_AFTER_S:
+            self._seed(state)
+        with self._lock:
+            candidates = state.tracker.oldest_pending(OLDEST_CANDIDATES)
+            decided = state.tracker.decide_overdue_failures(FAILURE_DECIDED_AFTER_S)
+            state.counts += decided
+        gauges = service.queue_gauges(self.lease_s, [job_id for job_id, _ in candidates])
+        now_ns = time.time_ns()
+        gone = [job_id for (job_id, _), queued in zip(candidates, gauges.still_queued) if not queued]
+        waiting = [added for (_, added), queued in zip(candidates, gauges.still_queued) if queued]
+        total_pending = sum(gauges.pending.values())
+        with self._lock:
+            state.tracker.forget_pending(gone)
+            if not waiting and total_pending:
+                # Checked next time: the oldest of the rest; with none left, the queue is read again.
+                rest = state.tracker.oldest_pending(1)
+                waiting = [added for _, added in rest]
+                if not rest and state.tracker.followed < state.tracker.max_open_jobs:
+                    state.seeded = False
+            state.pending = dict(gauges.pending)
+            state.processing = gauges.processing
+            state.stalled = gauges.stalled
+            if not total_pending:
+                state.oldest_pending_s = 0.0
+            elif waiting:
+                state.oldest_pending_s = max(0.0, (now_ns - waiting[0]) / 1e9)
+            else:
+                state.oldest_pending_s = None  # not known until the queue is read again
+            state.refreshed_at = time.time()
+
+    def _seed(self, state: _QueueState) -> None:
+        """Follow the jobs already queued, aged by their status key (queries.iter_pending_since)."""
+        service = state.service
+        # The server's clock tells when each job was queued; events are timed on ours.
+        offset_ns = time.time_ns() - service.queue_gauges(self.lease_s).server_time_ms * 1_000_000
+        for chunk in service.iter_pending_since():
+            since_ns = [None if ms is None else ms * 1_000_000 + offset_ns for ms in chunk.since_ms]
+            with self._lock:
+                state.tracker.seed_pending(chunk.ids, chunk.priorities, since_ns)
+        state.seeded, state.seeded_at = True, time.monotonic()
+
+    def _add(self, state: _QueueState, result: ChunkResult) -> None:
+        state.counts += result.counts
+        for histograms, observed in ((state.wait, result.wait_s), (state.run, result.run_s)):
+            for label, seconds in observed.items():
+                if label not in histograms:
+                    histograms[label] = _Histogram(WAIT_BUCKETS)
+                histograms[label].observe(seconds)
+
+    # -- serving -------------------------------------------------------------------
+
+    def serve(self, host: str = DEFAULT_HOST, port: int = 0) -> str:
+        """Serve ``GET /metrics`` from a background thread; returns its URL.
+
+        Binds to loopback unless told otherwise (the metrics hold no secret,
+        but queue names and load are nobody else's business); port 0 picks a
+        free one.
+        """
+        if self._server is not None:
+            raise InvalidInputError(f"metrics are already served at {self.url}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidInputError(f"port must be an int in 0..65535; got {port!r}")
+        try:
+            self._server, self._server_thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+        logger.info("serving metrics at %s", self.url)
+        return str(self.url)
+
+    @property
+    def url(self) -> str | None:
+        """``http://host:port/metrics`` while served, else None."""
+        if self._server is None:
+            return None
+        host, port = self._server.server_address[:2]
+        host = f"[{host}]" if ":" in str(host) else host
+        return f"http://{host}:{port}/metrics"
+
+    def start_refreshing(self, interval_s: float = DEFAULT_REFRESH_S) -> None:
+        """Call ``refresh()`` now and every ``interval_s`` seconds from a daemon thread."""
+        if self._refresher is not None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.refresh()
+                except Exception:  # a refresh must never end the thread
+                    logger.exception("metrics refresh failed")
+                if self._stop.wait(interval_s):
+                    return
+
+        self._refresher = threading.Thread(target=loop, name="botrix-metrics-refresh", daemon=True)
+        self._refresher.start()
+
+    def close(self) -> None:
+        """Stop refreshing and serving."""
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(10)
+            self._refresher = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._server_thread is not None:
+            self._server_thread.join(5)
+            self._server_thread = None
+
+    def __enter__(self) -> MonitorMetrics:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- standalone ----------------------------------------------------------------
+
+    @classmethod
+    def run_with_recorders(
+        cls,
+        queues: Sequence[QueueService],
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        refresh_s: float = DEFAULT_REFRESH_S,
+        drain_s: float = 1.0,
+        stop: threading.Event | None = None,
+        ready: threading.Event | None = None,
+        **options: Any,
+    ) -> MonitorMetrics:
+        """Record each queue with an ``EventRecorder`` and serve its metrics, until ``stop`` is set.
+
+        For use without the monitor service (``botrix monitor``): blocks,
+        draining the recorders every ``drain_s`` seconds and refreshing the
+        gauges every ``refresh_s``. ``ready`` is set once the recorders are
+        subscribed and the metrics served (``metrics.url``). Returns the
+        (closed) metrics.
+        """
+        from botrix_toolkit.frames.events import EventRecorder
+
+        stop = stop or threading.Event()
+        metrics = cls(queues, **options)
+        recorders = {q.keys.prefix: EventRecorder(q) for q in queues}
+        drains = {name: _RecorderDrain(recorder) for name, recorder in recorders.items()}
+        try:
+            for recorder in recorders.values():
+                recorder.start()
+            metrics.serve(host, port)
+            metrics.start_refreshing(refresh_s)
+            if ready is not None:
+                ready.set()
+            while True:
+                stopping = stop.wait(drain_s)
+                for name, drain in drains.items():
+                    metrics.observe_events(name, drain.new_rows())
+                    metrics.set_health(name, drain.health())
+                if stopping:
+                    return metrics
+        finally:
+            for recorder in recorders.values():
+                recorder.stop()
+            metrics.close()
+
+
+class _RecorderDrain:
+    """The rows an EventRecorder received since the last call, found by receive time.
+
+    The events frame is in receive order and rows read from one socket chunk
+    share a receive time, so the last time taken and how many rows had it
+    mark where the next call starts.
+    """
+
+    def __init__(self, recorder: EventRecorder) -> None:
+        self.recorder = recorder
+        self._last_ns: int | None = None
+        self._taken_at_last = 0
+        self._counters: dict[str, Any] = {}
+
+    def new_rows(self) -> pd.DataFrame:
+        snapshot = self.recorder.snapshot()
+        self._counters = dict(snapshot.counters)
+        events = snapshot.events
+        if events.empty:
+            return events
+        received = pd.DatetimeIndex(events["received_at"]).as_unit("ns").asi8
+        if self._last_ns is None:
+            start = 0
+        else:
+            start = int(np.searchsorted(received, self._last_ns, side="left")) + self._taken_at_last
+        new = events.iloc[start:]
+        if len(new):
+            self._last_ns = int(received[-1])
+            self._taken_at_last = int((received == received[-1]).sum())
+        return new
+
+    def health(self) -> dict[str, float]:
+        counters = self._counters
+        return {"events_received": counters.get("received", 0), "gaps": counters.get("gaps", 0),
+                "malformed": counters.get("malformed", 0), "flush_lag_s": 0.0}
+
+
+class _Collector(Collector):
+    """Builds every metric family from the state at scrape time."""
+
+    def __init__(self, metrics: MonitorMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self.metrics
+        with metrics._lock:
+            yield from _families(metrics._queues)
+
+
+def _families(queues: Mapping[str, _QueueState]) -> Iterator[Metric]:
+    pending = GaugeMetricFamily("botrix_queue_pending_jobs", "Jobs waiting in the queue, exact count per priority "
+                                "level (high > 2 counts as high, < 0 as low)", labels=["queue", "priority"])
+    processing = GaugeMetricFamily("botrix_queue_processing_jobs", "Jobs held by workers", labels=["queue"])
+    stalled = GaugeMetricFamily("botrix_queue_stalled_jobs", "Jobs held by workers whose lease was not renewed "
+                                "for longer than the lease length", labels=["queue"])
+    oldest = GaugeMetricFamily("botrix_queue_oldest_pending_seconds", "How long the job that has waited longest "
+                               "has been in the queue (0 when empty)", labels=["queue"])
+    refreshed = GaugeMetricFamily("botrix_monitor_last_refresh_timestamp_seconds", "When the queue gauges were "
+                                  "last read (Unix time)", labels=["queue"])
+    errors = CounterMetricFamily("botrix_monitor_refresh_errors", "Refreshes of the queue gauges that failed",
+                                 labels=["queue"])
+    followed = GaugeMetricFamily("botrix_monitor_followed_jobs", "Queued and running jobs followed for wait and "
+                                 "run times", labels=["queue"])
+    untracked = CounterMetricFamily("botrix_monitor_unfollowed_jobs", "Jobs not followed because the limit of "
+                                    "followed jobs was reached", labels=["queue"])
+    jobs = {kind: CounterMetricFamily(f"botrix_jobs_{kind}", help_text, labels=["queue", "priority"])
+            for kind, help_text in _JOB_COUNTERS.items()}
+    wait = HistogramMetricFamily("botrix_job_wait_seconds", "Time from a job's add to its claim",
+                                 labels=["queue", "priority"])
+    run = HistogramMetricFamily("botrix_job_run_seconds", "Time from a job's claim to its end (completed, failed, "
+                                "cancelled or recovered)", labels=["queue", "priority"])
+    health = {
+        "events_received": CounterMetricFamily("botrix_monitor_events_received", "Messages the recorder received",
+                                               labels=["queue"]),
+        "gaps": CounterMetricFamily("botrix_monitor_gaps", "Periods the recorder was not subscribed (events may "
+                                    "be missing)", labels=["queue"]),
+        "malformed": CounterMetricFamily("botrix_monitor_malformed", "Messages that were not events",
+                                         labels=["queue"]),
+        "flush_lag_s": GaugeMetricFamily("botrix_monitor_flush_lag_seconds", "How long the oldest event not yet "
+                                         "written to disk has waited", labels=["queue"]),
+    }
+    for name, state in queues.items():
+        for level in PRIORITY_LEVELS_SHOWN:
+            if level in state.pending:
+                pending.add_metric([name, level], state.pending[level])
+        if state.processing is not None:
+            processing.add_metric([name], state.processing)
+        if state.stalled is not None:
+            stalled.add_metric([name], state.stalled)
+        if state.oldest_pending_s is not None:
+            oldest.add_metric([name], state.oldest_pending_s)
+        if state.refreshed_at is not None:
+            refreshed.add_metric([name], state.refreshed_at)
+        errors.add_metric([name], state.refresh_errors)
+        followed.add_metric([name], state.tracker.followed)
+        untracked.add_metric([name], state.tracker.untracked)
+        for kind, family in jobs.items():
+            for label in PRIORITY_LABELS:
+                value = int(state.counts.at[label, kind])
+                if label in PRIORITY_LEVELS_SHOWN or value:
+                    family.add_metric([name, label], value)
+        for family, histograms in ((wait, state.wait), (run, state.run)):
+            for label, histogram in histograms.items():
+                family.add_metric([name, label], histogram.buckets(), histogram.total)
+        for key, family in health.items():
+            if key in state.health:
+                family.add_metric([name], state.health[key])
+    yield from (pending, processing, stalled, oldest, *jobs.values(), wait, run, *health.values(),
+                refreshed, errors, followed, untracked)
+
+
+_JOB_COUNTERS = {
+    "added": "Jobs added (a new job, or an id reused after it ended)",
+    "started": "Jobs claimed by a worker",
+    "completed": "Jobs completed (each completion once)",
+    "failed": "Jobs failed for good (a failure that is requeued counts as requeued)",
+    "cancelled": "Jobs cancelled",
+    "requeued": "Jobs failed and put back in the queue",
+    "recovered": "Stalled jobs put back in the queue",
+}
+assert set(_JOB_COUNTERS) == set(COUNTED_KINDS)
+
+
+def _zero_counts() -> pd.DataFrame:
+    return pd.DataFrame(0, index=pd.Index(PRIORITY_LABELS, name="priority"), columns=list(COUNTED_KINDS),
+                        dtype="int64")
+
+
+def _float_text(value: float) -> str:
+    return repr(float(value))
