@@ -96,7 +96,8 @@ class JobTracker:
         # (added ns, job id) of jobs seen entering the queue; stale entries are skipped lazily.
         self._pending_heap: list[tuple[int, str]] = []
         self._deferred: dict[str, _Job] = {}
-        self.untracked = 0  # jobs not followed because max_open_jobs were
+        self.untracked = 0  # times a job was turned away because max_open_jobs were followed
+        self._epoch_ns: int | None = None  # times are kept relative to it while computed
 
     # -- reading chunks ------------------------------------------------------
 
@@ -189,12 +190,19 @@ class JobTracker:
         An attempt runs from a job_added to the next; its start is its first
         change to running, its end the first change to completed, failed or
         cancelled, or a job_recovered. Returns the seconds by label and, per
-        job, its last attempt (added, started ns, open, priority).
+        job, its last attempt (added, started: ns since the epoch; open, priority).
         """
         new = rows.iloc[first_new:]
         job = new["job_id"].to_numpy(dtype=object)
-        times = pd.DatetimeIndex(new["time"]).as_unit("ns").asi8.astype("float64")
-        times[new["time"].isna().to_numpy()] = np.nan
+        # Nanoseconds since the tracker's epoch: float64 holds them exactly (since the
+        # Unix epoch it would round to 256 ns), and NaN marks a missing time.
+        absolute = pd.DatetimeIndex(new["time"]).as_unit("ns").asi8
+        missing = new["time"].isna().to_numpy()
+        if self._epoch_ns is None and not missing.all():
+            self._epoch_ns = int(absolute[~missing].min())
+        epoch = self._epoch_ns or 0
+        times = (absolute - epoch).astype("float64")
+        times[missing] = np.nan
         is_add = (new["event"] == "job_added").to_numpy()
         attempt = pd.Series(is_add.astype("int64")).groupby(job, sort=False).cumsum().to_numpy()
         transition, state = new["transition"].to_numpy(), new["state"]
@@ -215,8 +223,8 @@ class JobTracker:
         for job_id, number in zip(table["job_id"], table["attempt"]):
             known = self._open.get(job_id) if number == 0 else None
             if known is not None and known.attempt_open:
-                carried_added.append(known.added_ns)
-                carried_started.append(known.started_ns)
+                carried_added.append(_since(known.added_ns, epoch))
+                carried_started.append(_since(known.started_ns, epoch))
             else:
                 carried_added.append(None)
                 carried_started.append(None)
@@ -255,7 +263,7 @@ class JobTracker:
         status = combined["status"].astype(object).to_numpy()
         state = rows["state"].astype(object).to_numpy()
         undecided_jobs = set(rows["job_id"][undecided].dropna())
-        now = time.monotonic()
+        now, epoch = time.monotonic(), self._epoch_ns or 0
         for job_id, state_at, step_at, prio, added, started, attempt_open in zip(
             job_ids, last_state_at, last_step_at, last_priority.to_numpy(dtype=object),
             attempts["added"].to_numpy(), attempts["started"].to_numpy(), attempts["open"].to_numpy(),
@@ -269,11 +277,11 @@ class JobTracker:
             if state_at >= 0:
                 job.state = str(state[state_at])
             if not pd.isna(attempt_open):
-                if not np.isnan(added) and job.added_ns != int(added):
-                    job.added_ns = int(added)
+                if not np.isnan(added) and job.added_ns != int(added) + epoch:
+                    job.added_ns = int(added) + epoch
                     if attempt_open:
                         heapq.heappush(self._pending_heap, (job.added_ns, job_id))
-                job.started_ns = None if np.isnan(started) else int(started)
+                job.started_ns = None if np.isnan(started) else int(started) + epoch
                 job.attempt_open = bool(attempt_open)
             if job_id in undecided_jobs:
                 job.deferred_at = now
@@ -377,6 +385,10 @@ class JobTracker:
 def _event_columns(events: pd.DataFrame) -> pd.DataFrame:
     columns = [c for c in ("received_at", "timestamp", "event", "job_id", "status", "priority") if c in events]
     return events[columns].reset_index(drop=True)
+
+
+def _since(ns: int | None, epoch: int) -> int | None:
+    return None if ns is None else ns - epoch
 
 
 def _last_position(codes: np.ndarray, positions: np.ndarray, where: np.ndarray, count: int) -> np.ndarray:

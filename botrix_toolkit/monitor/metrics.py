@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -346,16 +346,16 @@ class MonitorMetrics:
         refresh_s: float = DEFAULT_REFRESH_S,
         drain_s: float = 1.0,
         stop: threading.Event | None = None,
-        ready: threading.Event | None = None,
+        on_ready: Callable[[MonitorMetrics], None] | None = None,
         **options: Any,
     ) -> MonitorMetrics:
         """Record each queue with an ``EventRecorder`` and serve its metrics, until ``stop`` is set.
 
         For use without the monitor service (``botrix monitor``): blocks,
         draining the recorders every ``drain_s`` seconds and refreshing the
-        gauges every ``refresh_s``. ``ready`` is set once the recorders are
-        subscribed and the metrics served (``metrics.url``). Returns the
-        (closed) metrics.
+        gauges every ``refresh_s``. ``on_ready(metrics)`` is called once the
+        recorders are subscribed and the metrics served (``metrics.url``).
+        Returns the (closed) metrics.
         """
         from botrix_toolkit.frames.events import EventRecorder
 
@@ -368,8 +368,8 @@ class MonitorMetrics:
                 recorder.start()
             metrics.serve(host, port)
             metrics.start_refreshing(refresh_s)
-            if ready is not None:
-                ready.set()
+            if on_ready is not None:
+                on_ready(metrics)
             while True:
                 stopping = stop.wait(drain_s)
                 for name, drain in drains.items():
@@ -446,8 +446,9 @@ def _families(queues: Mapping[str, _QueueState]) -> Iterator[Metric]:
                                  labels=["queue"])
     followed = GaugeMetricFamily("botrix_monitor_followed_jobs", "Queued and running jobs followed for wait and "
                                  "run times", labels=["queue"])
-    untracked = CounterMetricFamily("botrix_monitor_unfollowed_jobs", "Jobs not followed because the limit of "
-                                    "followed jobs was reached", labels=["queue"])
+    untracked = CounterMetricFamily("botrix_monitor_unfollowed_jobs", "Times a job was not followed because the "
+                                    "limit of followed jobs was reached (its times are not measured)",
+                                    labels=["queue"])
     jobs = {kind: CounterMetricFamily(f"botrix_jobs_{kind}", help_text, labels=["queue", "priority"])
             for kind, help_text in _JOB_COUNTERS.items()}
     wait = HistogramMetricFamily("botrix_job_wait_seconds", "Time from a job's add to its claim",
