@@ -146,16 +146,19 @@ class JobTracker:
             counts.loc[hits.index, kind] += hits.to_numpy()
 
         # Failures left undecided by the chunk before: decided once the job takes another step.
-        for position in np.flatnonzero(~is_new & is_step & ~last_step):
-            job = self._lookup(rows["job_id"].iat[position])
-            if job is not None and job.deferred_at is not None:
+        if self._deferred:
+            job_ids = rows["job_id"].to_numpy(dtype=object)
+            decided = ~is_new & is_step & ~last_step & np.isin(job_ids, list(self._deferred))
+            for position in np.flatnonzero(decided):
+                job = self._deferred.pop(job_ids[position])
                 job.deferred_at = None
-                self._deferred.pop(rows["job_id"].iat[position], None)
                 if not requeue_failure[position]:
                     counts.loc[label[position], "failed"] += 1
 
-        wait_s, run_s, attempts = self._attempt_times(rows, is_new, first_new, priority, label)
-        self._remember(rows, combined, is_step, last_step, undecided, priority, attempts)
+        codes, uniques = pd.factorize(rows["job_id"])  # the same codes as rows["job"]
+        job_ids = np.asarray(uniques, dtype=object)
+        wait_s, run_s, attempts = self._attempt_times(rows, codes, job_ids, first_new, priority, label)
+        self._remember(rows, codes, job_ids, combined, is_step, undecided, priority, attempts)
         return ChunkResult(counts, wait_s, run_s)
 
     def _lookup(self, job_id: str) -> _Job | None:
@@ -183,17 +186,18 @@ class JobTracker:
         })
 
     def _attempt_times(
-        self, rows: pd.DataFrame, is_new: np.ndarray, first_new: int, priority: pd.Series, label: np.ndarray
+        self, rows: pd.DataFrame, codes: np.ndarray, job_ids: np.ndarray, first_new: int, priority: pd.Series,
+        label: np.ndarray,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
         """Wait and run seconds of the attempts claimed or ended in the chunk, as analysis.latency pairs them.
 
         An attempt runs from a job_added to the next; its start is its first
         change to running, its end the first change to completed, failed or
         cancelled, or a job_recovered. Returns the seconds by label and, per
-        job, its last attempt (added, started: ns since the epoch; open, priority).
+        job code, its last attempt (added, started: ns since the epoch; open, priority).
         """
         new = rows.iloc[first_new:]
-        job = new["job_id"].to_numpy(dtype=object)
+        job = codes[first_new:]  # -1: no job id, belongs to no job
         # Nanoseconds since the tracker's epoch: float64 holds them exactly (since the
         # Unix epoch it would round to 256 ns), and NaN marks a missing time.
         absolute = pd.DatetimeIndex(new["time"]).as_unit("ns").asi8
@@ -208,20 +212,21 @@ class JobTracker:
         transition, state = new["transition"].to_numpy(), new["state"]
         starts = transition & (state == "running").to_numpy()
         ends = (transition & state.isin(_END_STATES).to_numpy()) | (new["event"] == "job_recovered").to_numpy()
-        frame = pd.DataFrame({"job_id": job, "attempt": attempt, "time": times,
+        valid = job >= 0
+        frame = pd.DataFrame({"job": job, "attempt": attempt, "time": times,
                               "priority": priority.iloc[first_new:].to_numpy(),
                               "label": label[first_new:]})
-        keys = ["job_id", "attempt"]
-        table = frame.groupby(keys, sort=False).agg(priority=("priority", "last"), label=("label", "last"))
-        table["added"] = frame[is_add].groupby(keys)["time"].first()
-        table["first_start"] = frame[starts].groupby(keys)["time"].first()
-        table["first_end"] = frame[ends].groupby(keys)["time"].first()
+        keys = ["job", "attempt"]
+        table = frame[valid].groupby(keys, sort=False).agg(priority=("priority", "last"), label=("label", "last"))
+        table["added"] = frame[is_add & valid].groupby(keys)["time"].first()
+        table["first_start"] = frame[starts & valid].groupby(keys)["time"].first()
+        table["first_end"] = frame[ends & valid].groupby(keys)["time"].first()
         table = table.reset_index()
 
         # Attempt 0 continues the job's open attempt from the chunks before, if any.
         carried_added, carried_started = [], []
-        for job_id, number in zip(table["job_id"], table["attempt"]):
-            known = self._open.get(job_id) if number == 0 else None
+        for code, number in zip(table["job"].to_numpy(), table["attempt"].to_numpy()):
+            known = self._open.get(job_ids[code]) if number == 0 else None
             if known is not None and known.attempt_open:
                 carried_added.append(_since(known.added_ns, epoch))
                 carried_started.append(_since(known.started_ns, epoch))
@@ -243,22 +248,21 @@ class JobTracker:
 
         last = table.assign(added=added, started=started, in_attempt=in_attempt,
                             open=in_attempt & np.isnan(ends_at))
-        last = last.drop_duplicates("job_id", keep="last").set_index("job_id")
+        last = last.drop_duplicates("job", keep="last").set_index("job")
         return wait_s, run_s, last[["added", "started", "open", "priority"]]
 
     def _remember(
-        self, rows: pd.DataFrame, combined: pd.DataFrame, is_step: np.ndarray, last_step: np.ndarray,
-        undecided: np.ndarray, priority: pd.Series, attempts: pd.DataFrame,
+        self, rows: pd.DataFrame, codes: np.ndarray, job_ids: np.ndarray, combined: pd.DataFrame,
+        is_step: np.ndarray, undecided: np.ndarray, priority: pd.Series, attempts: pd.DataFrame,
     ) -> None:
         """Keep, per job of the chunk, its last state row and last step row, its attempt and its state."""
-        codes, job_ids = pd.factorize(rows["job_id"])  # the same codes as rows["job"]
         count = len(job_ids)
         positions = np.arange(len(rows))
         has_state = rows["state"].notna().to_numpy()
         last_state_at = _last_position(codes, positions, has_state, count)
         last_step_at = _last_position(codes, positions, is_step, count)
         last_priority = priority.groupby(codes).last().reindex(range(count))
-        attempts = attempts.reindex(job_ids)
+        attempts = attempts.reindex(range(count))
         event = combined["event"].to_numpy(dtype=object)
         status = combined["status"].astype(object).to_numpy()
         state = rows["state"].astype(object).to_numpy()
