@@ -28,6 +28,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,8 +118,8 @@ class JobTracker:
         # Each row's attempt priority: its job_added's (or the carried one), carried forward.
         own = combined["priority"].astype("Int64").where((rows["event"] == "job_added").to_numpy() | ~is_new)
         priority = own.groupby(rows["job"].to_numpy(), sort=False).ffill()
-        label = priority_label(priority).astype(object).where(priority.notna(), UNKNOWN_PRIORITY)
-        label = label.fillna(UNKNOWN_PRIORITY).to_numpy()
+        labelled = priority_label(priority).astype(object).where(priority.notna(), UNKNOWN_PRIORITY)
+        label: np.ndarray = labelled.fillna(UNKNOWN_PRIORITY).to_numpy()
 
         is_update = (rows["event"] == "status_updated").to_numpy()
         is_step = ~(is_update & (rows["status"] == "pending").to_numpy())
@@ -153,7 +154,7 @@ class JobTracker:
                 job = self._deferred.pop(job_ids[position])
                 job.deferred_at = None
                 if not requeue_failure[position]:
-                    counts.loc[label[position], "failed"] += 1
+                    _count_one(counts, str(label[position]), "failed")
 
         codes, uniques = pd.factorize(rows["job_id"])  # the same codes as rows["job"]
         job_ids = np.asarray(uniques, dtype=object)
@@ -327,7 +328,7 @@ class JobTracker:
             if job.deferred_at is not None and job.deferred_at <= cutoff:
                 job.deferred_at = None
                 del self._deferred[job_id]
-                counts.loc[_label_of(job.priority), "failed"] += 1
+                _count_one(counts, _label_of(job.priority), "failed")
                 self._open.pop(job_id, None)
                 self._place(job_id, job)
         return counts
@@ -357,7 +358,9 @@ class JobTracker:
 
     def oldest_pending(self, n: int) -> list[tuple[str, int]]:
         """Up to ``n`` (job id, added ns) of the followed queued jobs, oldest first."""
-        heap, found, kept = self._pending_heap, [], []
+        heap = self._pending_heap
+        found: list[tuple[str, int]] = []
+        kept: list[tuple[int, str]] = []
         while heap and len(found) < n:
             added_ns, job_id = heapq.heappop(heap)
             job = self._open.get(job_id)
@@ -389,6 +392,11 @@ class JobTracker:
 def _event_columns(events: pd.DataFrame) -> pd.DataFrame:
     columns = [c for c in ("received_at", "timestamp", "event", "job_id", "status", "priority") if c in events]
     return events[columns].reset_index(drop=True)
+
+
+def _count_one(counts: pd.DataFrame, label: str, kind: str) -> None:
+    cells: Any = counts.at  # pandas-stubs types a cell as any scalar, where this one is an int
+    cells[label, kind] += 1
 
 
 def _since(ns: int | None, epoch: int) -> int | None:

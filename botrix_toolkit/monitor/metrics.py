@@ -292,8 +292,9 @@ class MonitorMetrics:
         """``http://host:port/metrics`` while served, else None."""
         if self._server is None:
             return None
-        host, port = self._server.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        address, port = self._server.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else str(address)
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/metrics"
 
     def start_refreshing(self, interval_s: float = DEFAULT_REFRESH_S) -> None:
@@ -449,13 +450,14 @@ def _families(queues: Mapping[str, _QueueState]) -> Iterator[Metric]:
     untracked = CounterMetricFamily("botrix_monitor_unfollowed_jobs", "Times a job was not followed because the "
                                     "limit of followed jobs was reached (its times are not measured)",
                                     labels=["queue"])
-    jobs = {kind: CounterMetricFamily(f"botrix_jobs_{kind}", help_text, labels=["queue", "priority"])
-            for kind, help_text in _JOB_COUNTERS.items()}
+    # In COUNTED_KINDS order: the columns of a queue's counts.
+    jobs = {kind: CounterMetricFamily(f"botrix_jobs_{kind}", _JOB_COUNTERS[kind], labels=["queue", "priority"])
+            for kind in COUNTED_KINDS}
     wait = HistogramMetricFamily("botrix_job_wait_seconds", "Time from a job's add to its claim",
                                  labels=["queue", "priority"])
     run = HistogramMetricFamily("botrix_job_run_seconds", "Time from a job's claim to its end (completed, failed, "
                                 "cancelled or recovered)", labels=["queue", "priority"])
-    health = {
+    health: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
         "events_received": CounterMetricFamily("botrix_monitor_events_received", "Messages the recorder received",
                                                labels=["queue"]),
         "gaps": CounterMetricFamily("botrix_monitor_gaps", "Periods the recorder was not subscribed (events may "
@@ -480,17 +482,18 @@ def _families(queues: Mapping[str, _QueueState]) -> Iterator[Metric]:
         errors.add_metric([name], state.refresh_errors)
         followed.add_metric([name], state.tracker.followed)
         untracked.add_metric([name], state.tracker.untracked)
-        for kind, family in jobs.items():
-            for label in PRIORITY_LABELS:
-                value = int(state.counts.at[label, kind])
+        counts = state.counts.to_numpy()
+        for column, counter in enumerate(jobs.values()):
+            for row, label in enumerate(PRIORITY_LABELS):
+                value = int(counts[row, column])
                 if label in PRIORITY_LEVELS_SHOWN or value:
-                    family.add_metric([name, label], value)
-        for family, histograms in ((wait, state.wait), (run, state.run)):
+                    counter.add_metric([name, label], value)
+        for histogram_family, histograms in ((wait, state.wait), (run, state.run)):
             for label, histogram in histograms.items():
-                family.add_metric([name, label], histogram.buckets(), histogram.total)
-        for key, family in health.items():
+                histogram_family.add_metric([name, label], histogram.buckets(), histogram.total)
+        for key, health_family in health.items():
             if key in state.health:
-                family.add_metric([name], state.health[key])
+                health_family.add_metric([name], state.health[key])
     yield from (pending, processing, stalled, oldest, *jobs.values(), wait, run, *health.values(),
                 refreshed, errors, followed, untracked)
 
