@@ -302,3 +302,15 @@ def test_serve_binds_loopback_by_default_and_refuses_a_bad_port(queue: QueueServ
     assert metrics.url is None
     with pytest.raises(InvalidInputError, match="port must be"):
         MonitorMetrics([queue]).serve(port=70000)
+
+
+def test_a_health_source_is_read_on_each_refresh(queue: QueueService) -> None:
+    name = queue.keys.prefix
+    received = iter([7, 19])
+    metrics = MonitorMetrics([queue], health_source=lambda: {name: {"events_received": next(received),
+                                                                     "flush_lag_s": 1.5}})
+    metrics.refresh()
+    assert sample(metrics, "botrix_monitor_events_received_total", queue=name) == 7
+    metrics.refresh()
+    assert sample(metrics, "botrix_monitor_events_received_total", queue=name) == 19
+    assert sample(metrics, "botrix_monitor_flush_lag_seconds", queue=name) == 1.5

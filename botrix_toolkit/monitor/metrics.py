@@ -23,6 +23,7 @@ queues itself and serves the same metrics.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from botrix_toolkit.frames.events import EventRecorder
+    from botrix_toolkit.monitor.service import MonitorService
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,8 @@ class MonitorMetrics:
     longer is stalled (use the workers' ``Worker(lease_s=...)``).
     ``max_open_jobs``: queued or running jobs followed per queue for the wait
     and run times and the oldest pending job (memory stays bounded; see
-    ``job_tracker``). Thread-safe: events, health and refreshes may come from
+    ``job_tracker``). ``health_source``: called on each refresh, returns
+    ``{queue: health}`` for ``set_health``. Thread-safe: events, health and refreshes may come from
     different threads, and a scrape sees a consistent state.
     """
 
@@ -132,10 +135,12 @@ class MonitorMetrics:
         *,
         lease_s: float = DEFAULT_LEASE_S,
         max_open_jobs: int = DEFAULT_MAX_OPEN_JOBS,
+        health_source: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         if isinstance(lease_s, bool) or not isinstance(lease_s, (int, float)) or not lease_s > 0:
             raise InvalidInputError(f"lease_s must be a number of seconds > 0; got {lease_s!r}")
         self.lease_s = float(lease_s)
+        self.health_source = health_source
         self._lock = threading.Lock()
         self._queues: dict[str, _QueueState] = {}
         for service in queues:
@@ -208,6 +213,12 @@ class MonitorMetrics:
         refresh that finds jobs queued and none followed (after a gap). A
         queue that cannot be read keeps its last values and counts an error.
         """
+        if self.health_source is not None:
+            try:
+                for name, health in self.health_source().items():
+                    self.set_health(name, health)
+            except Exception:  # the gauges are still worth reading
+                logger.exception("metrics could not read the monitor's health")
         for name, state in self._queues.items():
             try:
                 self._refresh_queue(state)
@@ -382,6 +393,58 @@ class MonitorMetrics:
             for recorder in recorders.values():
                 recorder.stop()
             metrics.close()
+
+
+def start_metrics(
+    service: MonitorService,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    *,
+    refresh_s: float = DEFAULT_REFRESH_S,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> str:
+    """Serve the metrics of a ``MonitorService`` (``botrix monitor --metrics-port``); returns the URL.
+
+    Reads the same server and prefixes as the service, counts the events it
+    drains (registered as one of its ``observers``, on a thread of its own so
+    that the flush thread never waits for the counting unless the counting
+    falls a hundred drains behind) and shows its health. The threads are
+    daemons: they end with the process.
+    """
+    queues = [QueueService.from_url(service.url, prefix=prefix) for prefix in service.prefixes]
+    metrics = MonitorMetrics(queues, lease_s=lease_s, health_source=lambda: _queue_health(service))
+    service.observers.append(_BackgroundObserver(metrics))
+    url = metrics.serve(host, port)
+    metrics.start_refreshing(refresh_s)
+    return url
+
+
+def _queue_health(service: MonitorService) -> dict[str, dict[str, Any]]:
+    """The service's health per queue, in the keys ``MonitorMetrics.set_health`` takes."""
+    wanted = set(HEALTH_KEYS)
+    return {prefix: {key: value for key, value in service.queue_health(prefix).items() if key in wanted}
+            for prefix in service.prefixes}
+
+
+class _BackgroundObserver:
+    """Hands each drained chunk to a thread that counts it, in order, none dropped."""
+
+    def __init__(self, metrics: MonitorMetrics, backlog: int = 100) -> None:
+        self.metrics = metrics
+        self._chunks: queue.Queue[tuple[str, pd.DataFrame]] = queue.Queue(maxsize=backlog)
+        threading.Thread(target=self._count, name="botrix-metrics-events", daemon=True).start()
+
+    def __call__(self, prefix: str, events: pd.DataFrame) -> None:
+        if len(events):
+            self._chunks.put((prefix, events))  # waits only when `backlog` chunks are behind
+
+    def _count(self) -> None:
+        while True:
+            prefix, events = self._chunks.get()
+            try:
+                self.metrics.observe_events(prefix, events)
+            except Exception:  # one bad chunk must not stop the counting of the next
+                logger.exception("metrics could not count %d events of %r", len(events), prefix)
 
 
 class _RecorderDrain:
