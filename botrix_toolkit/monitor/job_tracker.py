@@ -42,7 +42,7 @@ COUNTED_KINDS: tuple[str, ...] = ("added", "started", "completed", "failed", "ca
 #: The priority label of a job whose add the tracker did not see.
 UNKNOWN_PRIORITY = "unknown"
 PRIORITY_LABELS: tuple[str, ...] = (*PRIORITY_LEVELS, UNKNOWN_PRIORITY)
-DEFAULT_MAX_OPEN_JOBS = 200_000
+DEFAULT_MAX_OPEN_JOBS = 100_000  # about 50 MB: some 480 bytes per job followed
 # Finished jobs remembered: a completion's two messages may be split between chunks.
 FINISHED_KEPT = 20_000
 _END_STATES = ("completed", "failed", "cancelled")
