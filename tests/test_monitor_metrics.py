@@ -171,6 +171,29 @@ def test_followed_jobs_stay_within_the_limit(queue: QueueService) -> None:
     assert 400 <= tracker.untracked <= 404
 
 
+def test_past_the_limit_a_requeue_split_between_chunks_still_counts_exactly(queue: QueueService) -> None:
+    first, second = queue.add_jobs({"priority": 2} for _ in range(2))
+
+    def work() -> None:
+        queue.add_job({"id": first + "-a", "priority": 1})  # fills the tracker's one place
+        queue.dequeue_jobs(3)
+        queue.fail_job(first, requeue=True)
+        queue.fail_job(second)
+
+    events = record(queue, work)
+    tracker = JobTracker(max_open_jobs=1)
+    total = None
+    failed_rows = events.index[events["status"] == "failed"]
+    for start, stop in zip([0, *(failed_rows + 1)], [*(failed_rows + 1), len(events)]):
+        counts = tracker.observe(events.iloc[start:stop]).counts
+        total = counts if total is None else total + counts
+    assert total is not None and tracker.untracked > 0
+    expected = analysis.throughput(events, "1h").sum()
+    assert total.sum()["requeued"] == expected["requeued"] == 1
+    assert total.sum()["failed"] == expected["failed"] == 1
+    assert (total.sum() == expected[list(total.columns)]).all()
+
+
 # -- gauges ---------------------------------------------------------------------------
 
 def test_gauges_agree_with_the_queue(queue: QueueService) -> None:

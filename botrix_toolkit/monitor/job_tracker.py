@@ -16,9 +16,10 @@ It also pairs each attempt's add, claim and end across chunks, as
 pending job it saw added entered the queue (the oldest pending job).
 
 Memory is bounded: at most ``max_open_jobs`` queued or running jobs are
-followed (past that, new jobs are counted but not followed: their later rows
-read as a first sight, their priority is unknown and their times are not
-measured) and the last ``FINISHED_KEPT`` finished ones.
+followed (past that, new jobs are counted but not followed: their priority
+is unknown and their times are not measured; a job whose next step decides
+how its last one counts is kept a chunk longer, so the counts stay exact)
+and the last ``FINISHED_KEPT`` finished ones.
 """
 
 from __future__ import annotations
@@ -304,10 +305,11 @@ class JobTracker:
                 self._finished.popitem(last=False)
             return
         self._finished.pop(job_id, None)
-        if job_id not in self._open and len(self._open) >= self.max_open_jobs:
+        # Past the limit a job is turned away, unless its next step decides how a
+        # step already seen counts (an undecided failure, a recovery): counting stays exact.
+        in_step = job.deferred_at is not None or any(event == "job_recovered" for event, _ in job.rows)
+        if job_id not in self._open and len(self._open) >= self.max_open_jobs and not in_step:
             self.untracked += 1
-            if job.deferred_at is not None:
-                self._deferred.pop(job_id, None)
             return
         self._open[job_id] = job
 
