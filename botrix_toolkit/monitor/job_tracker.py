@@ -170,7 +170,7 @@ class JobTracker:
     def _carried_rows(self, job_ids: pd.Series) -> pd.DataFrame:
         """The rows kept of the chunk's jobs seen before, to go in front of the chunk."""
         events, ids, statuses, priorities = [], [], [], []
-        for job_id in pd.unique(job_ids.dropna()):
+        for job_id in pd.unique(job_ids.dropna().to_numpy(dtype=object)).tolist():
             job = self._lookup(job_id)
             if job is None:
                 continue
@@ -263,36 +263,46 @@ class JobTracker:
         has_state = rows["state"].notna().to_numpy()
         last_state_at = _last_position(codes, positions, has_state, count)
         last_step_at = _last_position(codes, positions, is_step, count)
-        last_priority = priority.groupby(codes).last().reindex(range(count))
+        # The rows to keep, as (event, status) pairs of shared strings: one or two per job.
+        event, status, state = _shared_text(combined["event"]), _shared_text(combined["status"]), _shared_text(
+            rows["state"])
+        first_at = np.where((last_state_at >= 0) & (last_state_at < last_step_at), last_state_at, last_step_at)
+        first_at = np.where(first_at < 0, last_state_at, first_at)
+        second_at = np.where((last_state_at >= 0) & (last_step_at >= 0) & (last_state_at != last_step_at),
+                             np.maximum(last_state_at, last_step_at), -1)
+        first_rows = list(zip(event[first_at].tolist(), status[first_at].tolist()))
+        second_rows = list(zip(event[second_at].tolist(), status[second_at].tolist()))
+        last_state = np.where(last_state_at >= 0, state[last_state_at], None).tolist()
+        last_priority = priority.groupby(codes).last().reindex(range(count)).astype("Float64")
         attempts = attempts.reindex(range(count))
-        event = combined["event"].to_numpy(dtype=object)
-        status = combined["status"].astype(object).to_numpy()
-        state = rows["state"].astype(object).to_numpy()
         undecided_jobs = set(rows["job_id"][undecided].dropna())
         now, epoch = time.monotonic(), self._epoch_ns or 0
-        for job_id, state_at, step_at, prio, added, started, attempt_open in zip(
-            job_ids, last_state_at, last_step_at, last_priority.to_numpy(dtype=object),
-            attempts["added"].to_numpy(), attempts["started"].to_numpy(), attempts["open"].to_numpy(),
+        lookup, place, heap = self._lookup, self._place, self._pending_heap
+        for job_id, first, second, has_second, job_state, prio, added, started, attempt_open in zip(
+            job_ids.tolist(), first_rows, second_rows, (second_at >= 0).tolist(), last_state,
+            last_priority.to_numpy(dtype="float64", na_value=np.nan).tolist(),
+            attempts["added"].to_numpy(dtype="float64").tolist(),
+            attempts["started"].to_numpy(dtype="float64").tolist(),
+            attempts["open"].to_numpy(dtype=object).tolist(),
         ):
-            job = self._lookup(job_id)
+            job = lookup(job_id)
             if job is None:
                 job = _Job()
-            keep = sorted({p for p in (state_at, step_at) if p >= 0})
-            job.rows = tuple((_intern(event[p]), _maybe(status[p])) for p in keep)
-            job.priority = None if prio is None or pd.isna(prio) else int(prio)
-            if state_at >= 0:
-                job.state = str(state[state_at])
-            if not pd.isna(attempt_open):
-                if not np.isnan(added) and job.added_ns != int(added) + epoch:
+            job.rows = (first, second) if has_second else (first,)
+            job.priority = int(prio) if prio == prio else None  # NaN: unknown
+            if job_state is not None:
+                job.state = job_state
+            if attempt_open is True or attempt_open is False:
+                if added == added and job.added_ns != int(added) + epoch:
                     job.added_ns = int(added) + epoch
                     if attempt_open:
-                        heapq.heappush(self._pending_heap, (job.added_ns, job_id))
-                job.started_ns = None if np.isnan(started) else int(started) + epoch
-                job.attempt_open = bool(attempt_open)
+                        heapq.heappush(heap, (job.added_ns, job_id))
+                job.started_ns = int(started) + epoch if started == started else None
+                job.attempt_open = attempt_open
             if job_id in undecided_jobs:
                 job.deferred_at = now
                 self._deferred[job_id] = job
-            self._place(job_id, job)
+            place(job_id, job)
 
     def _place(self, job_id: str, job: _Job) -> None:
         """File a job as open (queued, running or undecided) or finished."""
@@ -307,8 +317,8 @@ class JobTracker:
         self._finished.pop(job_id, None)
         # Past the limit a job is turned away, unless its next step decides how a
         # step already seen counts (an undecided failure, a recovery): counting stays exact.
-        in_step = job.deferred_at is not None or any(event == "job_recovered" for event, _ in job.rows)
-        if job_id not in self._open and len(self._open) >= self.max_open_jobs and not in_step:
+        if job_id not in self._open and len(self._open) >= self.max_open_jobs and not (
+                job.deferred_at is not None or any(event == "job_recovered" for event, _ in job.rows)):
             self.untracked += 1
             return
         self._open[job_id] = job
@@ -424,14 +434,11 @@ def _label_of(priority: int | None) -> str:
     return str(priority_label(pd.Series([priority])).iat[0])
 
 
-_INTERNED: dict[str, str] = {}
+def _shared_text(column: pd.Series) -> np.ndarray:
+    """The column as an object array of one string object per distinct value (None where missing).
 
-
-def _intern(text: object) -> str:
-    # A handful of event names, kept once each instead of once per job.
-    value = str(text)
-    return _INTERNED.setdefault(value, value)
-
-
-def _maybe(text: object) -> str | None:
-    return None if text is None or text is pd.NA or (isinstance(text, float) and np.isnan(text)) else _intern(text)
+    A job keeps a few of these per row it carries: shared, they cost nothing per job.
+    """
+    codes, uniques = pd.factorize(column)
+    names = np.asarray([str(name) for name in uniques] + [None], dtype=object)
+    return names[codes]  # code -1 (missing) picks the trailing None
