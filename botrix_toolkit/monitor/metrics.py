@@ -420,10 +420,21 @@ def start_metrics(
 
 
 def _queue_health(service: MonitorService) -> dict[str, dict[str, Any]]:
-    """The service's health per queue, in the keys ``MonitorMetrics.set_health`` takes."""
+    """The service's health per queue, in the keys ``MonitorMetrics.set_health`` takes.
+
+    From ``service.queue_health(prefix)`` where the service has it; else its
+    whole ``health()``, which is one queue's when it records one.
+    """
     wanted = set(HEALTH_KEYS)
-    return {prefix: {key: value for key, value in service.queue_health(prefix).items() if key in wanted}
-            for prefix in service.prefixes}
+    per_queue = getattr(service, "queue_health", None)
+    if per_queue is not None:
+        sources = {prefix: per_queue(prefix) for prefix in service.prefixes}
+    elif len(service.prefixes) == 1:
+        sources = {service.prefixes[0]: service.health()}
+    else:
+        return {}
+    return {prefix: {key: value for key, value in health.items() if key in wanted}
+            for prefix, health in sources.items()}
 
 
 class _BackgroundObserver:
