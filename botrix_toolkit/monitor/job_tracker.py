@@ -272,7 +272,7 @@ class JobTracker:
                              np.maximum(last_state_at, last_step_at), -1)
         first_rows = list(zip(event[first_at].tolist(), status[first_at].tolist()))
         second_rows = list(zip(event[second_at].tolist(), status[second_at].tolist()))
-        last_state = np.where(last_state_at >= 0, state[last_state_at], None).tolist()
+        last_state = np.asarray(np.where(last_state_at >= 0, state[last_state_at], None)).tolist()
         last_priority = priority.groupby(codes).last().reindex(range(count)).astype("Float64")
         attempts = attempts.reindex(range(count))
         undecided_jobs = set(rows["job_id"][undecided].dropna())
