@@ -42,6 +42,16 @@ def test_promtool_accepts_the_shipped_rules_and_config(tmp_path: Path) -> None:
     assert config.returncode == 0, config.stdout + config.stderr
 
 
+def test_each_alert_fires_as_described_in_promtools_rule_tests(tmp_path: Path) -> None:
+    (tmp_path / "alerts.yml").write_text(shipped("alerts.yml"), encoding="utf-8")
+    rule_tests = tmp_path / "alerts_test.yml"
+    rule_tests.write_text((Path(__file__).parent / "data" / "alerts_test.yml").read_text(encoding="utf-8"),
+                          encoding="utf-8")
+    result = subprocess.run([PROMTOOL, "test", "rules", str(rule_tests)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
 def test_the_alerts_name_only_metrics_the_monitor_serves(queue: QueueService) -> None:
     metrics = MonitorMetrics([queue])
     metrics.refresh()
