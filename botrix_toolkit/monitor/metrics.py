@@ -161,11 +161,13 @@ class MonitorMetrics:
     def refresh(self) -> None:
         """Read every queue's gauges: one round trip per queue (two more the first time, see below).
 
-        The first refresh of a queue also reads when each job already queued
-        was added (``QueueService.iter_pending_since``, chunked), so that the
-        oldest pending job is known before the monitor saw any add; so does a
-        refresh that finds jobs queued and none followed (after a gap). A
-        queue that cannot be read keeps its last values and counts an error.
+        After its gauges, the first refresh of a queue also reads when each
+        job already queued was added (``QueueService.iter_pending_since``,
+        chunked; the gauges are set before it), so that the oldest pending
+        job is known before the monitor saw any add; so does a refresh that
+        finds jobs queued and none followed (after a gap), at most once a
+        minute. A queue that cannot be read keeps its last values and counts an
+        error.
         """
         if self.health_source is not None:
             try:
@@ -183,8 +185,6 @@ class MonitorMetrics:
 
     def _refresh_queue(self, state: QueueState) -> None:
         service = state.service
-        if not state.seeded and time.monotonic() - state.seeded_at >= RESEED_AFTER_S:
-            self._seed(state)
         with self._lock:
             candidates = state.tracker.oldest_pending(OLDEST_CANDIDATES)
             decided = state.tracker.decide_overdue_failures(FAILURE_DECIDED_AFTER_S)
@@ -210,15 +210,23 @@ class MonitorMetrics:
             elif waiting:
                 state.oldest_pending_s = max(0.0, (now_ns - waiting[0]) / 1e9)
             else:
-                state.oldest_pending_s = None  # not known until the queue is read again
+                state.oldest_pending_s = None  # not known until the queue is read
             state.refreshed_at = time.time()
+        if total_pending and not state.seeded and time.monotonic() - state.seeded_at >= RESEED_AFTER_S:
+            # Jobs queued that no event showed (before the monitor started, or during a
+            # gap): read the queue once, after the gauges, which need not wait for it.
+            self._seed(state, offset_ns=now_ns - gauges.server_time_ms * 1_000_000)
+            with self._lock:
+                oldest = state.tracker.oldest_pending(1)
+                if oldest:
+                    state.oldest_pending_s = max(0.0, (time.time_ns() - oldest[0][1]) / 1e9)
 
-    def _seed(self, state: QueueState) -> None:
-        """Follow the jobs already queued, aged by their status key (queries.iter_pending_since)."""
-        service = state.service
-        # The server's clock tells when each job was queued; events are timed on ours.
-        offset_ns = time.time_ns() - service.queue_gauges(self.lease_s).server_time_ms * 1_000_000
-        for chunk in service.iter_pending_since():
+    def _seed(self, state: QueueState, offset_ns: int) -> None:
+        """Follow the jobs already queued, aged by their status key (queries.iter_pending_since).
+
+        ``offset_ns``: our clock minus the server's; events are timed on ours.
+        """
+        for chunk in state.service.iter_pending_since():
             since_ns = [None if ms is None else ms * 1_000_000 + offset_ns for ms in chunk.since_ms]
             with self._lock:
                 state.tracker.seed_pending(chunk.ids, chunk.priorities, since_ns)
