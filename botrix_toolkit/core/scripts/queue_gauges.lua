@@ -20,6 +20,8 @@
 -- ARGV[8..]  candidate job ids
 -- Returns {server time in ms, high, normal, low, processing, stalled,
 -- then one 1 (still queued) or 0 per candidate, in ARGV order}.
+--- @include "expect_type"
+--- @include "server_time"
 local queue, processing, leases = KEYS[1], KEYS[2], KEYS[3]
 
 expect_type(queue, 'zset')
