@@ -6,6 +6,7 @@ import redis
 
 from botrix_toolkit.core import queries
 from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.core.scripting import Scripts
 
 
 def snapshot(client: redis.Redis, prefix: str) -> dict[bytes, bytes | None]:
@@ -82,3 +83,40 @@ def test_no_held_jobs_is_empty_lists_with_the_server_time(queue: QueueService, r
     held = queries.held_jobs(redis_client, queue.keys)
     assert (held.ids, held.leased_at_ms, held.data, held.status) == ([], [], [], [])
     assert held.server_time_ms > 0
+
+
+def test_queue_gauges_count_levels_held_stalled_and_still_queued_candidates_writing_nothing(
+    queue: QueueService, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    queue.add_jobs([{"id": "h1", "priority": 2}, {"id": "n1", "priority": 1}, {"id": "l1", "priority": 0},
+                    {"id": "l2", "priority": 0}])
+    queue.dequeue_jobs(2)  # h1, n1 held
+    now_ms = queue.queue_gauges(30).server_time_ms
+    # h1's lease was last renewed a minute ago; a lease left behind by a job no longer held is not a held job.
+    redis_client.zadd(queue.keys.leases, {"h1": now_ms - 60_000, "finished-by-go": now_ms - 60_000})
+    before = snapshot(redis_client, key_prefix)
+
+    gauges = queries.queue_gauges(redis_client, queue.keys, Scripts(redis_client), 30_000, ["l1", "n1", "nope"])
+
+    assert gauges.pending == {"high": 0, "normal": 0, "low": 2}
+    assert gauges.processing == 2 and gauges.stalled == 1
+    assert gauges.still_queued == [True, False, False]
+    assert abs(gauges.server_time_ms - now_ms) < 60_000
+    assert snapshot(redis_client, key_prefix) == before
+
+
+def test_pending_since_ages_each_job_by_its_status_keys_time_to_live(
+    queue: QueueService, redis_client: redis.Redis
+) -> None:
+    queue.add_jobs({"id": f"j{i}", "priority": 1} for i in range(3))
+    redis_client.pexpire(queue.keys.status("j0"), (queue.ttl - 50) * 1000)  # queued 50 s earlier
+    redis_client.persist(queue.keys.status("j2"))  # no expiry: when it was queued cannot be told
+
+    chunks = list(queries.iter_pending_since(redis_client, queue.keys, queue.ttl, chunk=2))
+
+    assert [chunk.ids for chunk in chunks] == [["j0", "j1"], ["j2"]]
+    since = dict(zip(["j0", "j1", "j2"], [ms for chunk in chunks for ms in chunk.since_ms]))
+    assert since["j2"] is None
+    assert since["j0"] is not None and since["j1"] is not None
+    assert 49_000 <= since["j1"] - since["j0"] <= 51_000 + 60_000
+    assert [p for chunk in chunks for p in chunk.priorities] == [1, 1, 1]
