@@ -132,7 +132,7 @@ class QueueGauges:
 
 
 def queue_gauges(
-    client: redis.Redis, keys: QueueKeys, scripts: Scripts, lease_ms: int, candidates: Sequence[str] = ()
+    client: RedisClient, keys: QueueKeys, scripts: Scripts, lease_ms: int, candidates: Sequence[str] = ()
 ) -> QueueGauges:
     """Pending by level, processing, stalled and which candidates still wait, in one round trip.
 
@@ -164,7 +164,7 @@ class PendingSince:
 
 
 def iter_pending_since(
-    client: redis.Redis, keys: QueueKeys, ttl: int, chunk: int = READ_CHUNK
+    client: RedisClient, keys: QueueKeys, ttl: int, chunk: int = READ_CHUNK
 ) -> Iterator[PendingSince]:
     """The queue from its head, ``chunk`` ids at a time, with when each job became pending.
 
@@ -176,7 +176,7 @@ def iter_pending_since(
     """
     start, ttl_ms = 0, ttl * 1000
     while True:
-        members = client.zrange(keys.queue, start, start + chunk - 1, withscores=True)
+        members = zrange_with_scores_raw(client, keys.queue, start, start + chunk - 1)
         if not members:
             return
         ids = [member.decode("utf-8", "replace") for member, _ in members]
