@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from redis.client import Pipeline
+
 from botrix_toolkit.core.clients import RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
 from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.node_pipelines import PipelineCommand, run_on_queue_node
@@ -182,7 +184,7 @@ def iter_pending_since(
         ids = [member.decode("utf-8", "replace") for member, _ in members]
         commands: list[PipelineCommand] = [lambda pipe: pipe.time()]
         status_keys = [keys.status(job_id) for job_id in ids]
-        commands += [lambda pipe, key=key: pipe.pttl(key) for key in status_keys]
+        commands += [partial(_pttl, key=key) for key in status_keys]
         replies = run_on_queue_node(client, keys, commands)
         seconds, micros = replies[0]
         now_ms = int(seconds) * 1000 + int(micros) // 1000
@@ -191,3 +193,7 @@ def iter_pending_since(
         if len(members) < chunk:
             return
         start += chunk
+
+
+def _pttl(pipe: Pipeline, key: str) -> object:
+    return pipe.pttl(key)
