@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import signal
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.server.ports import free_port
 from tests import waiting
-from tests.test_monitor import Monitor, monitors, start  # noqa: F401 (monitors is a fixture)
+from tests.test_monitor import Monitor, start
 
 WAIT_S = 60.0  # a guard against hanging, never a speed assertion
+
+
+@pytest.fixture
+def monitors() -> Iterator[list[Monitor]]:
+    """The monitor processes a test starts; any still running at the end is killed."""
+    started: list[Monitor] = []
+    yield started
+    for monitor in started:
+        monitor.kill_if_running()
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
