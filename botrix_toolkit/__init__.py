@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from botrix_toolkit.core.errors import (
+    AccessDeniedError,
     BotrixError,
     CorruptJobError,
     EmbeddedServerError,
@@ -63,6 +64,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AccessDeniedError",
     "DEFAULT_PREFIX",
     "BotrixError",
     "CorruptJobError",

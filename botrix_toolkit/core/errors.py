@@ -41,3 +41,11 @@ class EmbeddedServerError(BotrixError, RuntimeError):
 
 class ScriptAssemblyError(BotrixError, RuntimeError):
     """A Lua script of the package includes a helper the prelude does not define, or one twice."""
+
+
+class AccessDeniedError(ServerConnectionError, PermissionError):
+    """The server refused us: wrong or missing password, untrusted certificate, no permission (ACL NOPERM).
+
+    Retrying does not mend it: a Worker stops and the CLI exits at once. Also a
+    ServerConnectionError, as a refused login was before it had its own class.
+    """

@@ -11,15 +11,12 @@ import dataclasses
 import html
 import json
 import logging
-import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from botrix_toolkit.core import queries
 from botrix_toolkit.core.clients import (
@@ -49,8 +46,10 @@ from botrix_toolkit.core.models import (
     validate_job_id,
 )
 from botrix_toolkit.core.node_pipelines import run_on_queue_node
+from botrix_toolkit.core.reconnect import ReconnectRetry
 from botrix_toolkit.core.redaction import SECRET_FIELDS, redact_url
 from botrix_toolkit.core.scripting import Scripts, as_text, translated_errors
+from botrix_toolkit.core.server_url import check_server_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,15 +70,8 @@ _CHANGED, _WRONG_TYPE = b"c", b"w"
 # Orphans and finished ids one claim may pop before it returns to the caller.
 CLAIM_EXTRA_POPS = 1000
 
-# Reconnect attempts after a dropped or refused connection, with back-off
-# 0.1, 0.2, 0.4, 0.8 s. redis-py retries both the connect and the command, so
-# a server that is down is waited for about 9 s (a restart replaying its
-# append-only file), and one that drops every connection fails in about as
-# long (redis-py's default, 10 retries nested, takes over a minute).
-RECONNECT_RETRIES = 4
 
 ProgressCallback = Callable[[int, int], object]  # (done, total); what it returns is ignored
-_T = TypeVar("_T")
 
 
 class QueueService:
@@ -123,11 +115,13 @@ class QueueService:
         ``cluster``: True for a Redis Cluster (any node's URL), False for a
         single server, None to ask the server (INFO cluster). On a cluster the
         prefix must carry a hash tag, e.g. ``"{botrix:jobs}"`` (core/cluster_routing.py).
-        Connection errors are retried with back-off (a restarting server is
-        waited for); a timeout is not, so a server that stops answering fails
-        the call after ``socket_timeout`` seconds.
+        A refused or dropped connection is retried for ``RECONNECT_WINDOW_S``
+        (core/reconnect.py: a restarting server is waited for); a timeout is
+        not, so a server that stops answering fails the call after
+        ``socket_timeout`` seconds; a refused login or certificate fails at
+        once. A URL that cannot be used raises InvalidInputError (server_url.py).
         """
-
+        check_server_url(url)
         redis_kwargs.setdefault("socket_connect_timeout", 5.0)
         if cluster is None:
             cluster = server_is_cluster(url, socket_timeout=socket_timeout, **redis_kwargs)
@@ -135,10 +129,7 @@ class QueueService:
             require_hash_tag(prefix)
             client: RedisClient = cluster_client(url, socket_timeout=socket_timeout, **redis_kwargs)
         else:
-            redis_kwargs.setdefault("retry", _ReconnectRetry(
-                ExponentialBackoff(cap=1.0, base=0.05), RECONNECT_RETRIES,
-                supported_errors=(redis.exceptions.ConnectionError,),
-            ))
+            redis_kwargs.setdefault("retry", ReconnectRetry())
             client = redis.Redis.from_url(
                 url,
                 socket_timeout=socket_timeout,
@@ -653,30 +644,6 @@ class QueueService:
             )
         )
         return f"<b>{title}</b><table>{rows}</table>"
-
-
-class _ReconnectRetry(Retry):
-    """Retries a dropped or refused connection, never a refused login or certificate.
-
-    redis-py's AuthenticationError is a ConnectionError: retried, a wrong
-    password would cost a minute of back-off before its error shows.
-    """
-
-    def call_with_retry(
-        self,
-        do: Callable[[], _T],
-        fail: Callable[[Exception], Any] | Callable[[Exception, int], Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> _T:
-        def retryable(error: Exception) -> bool:
-            if isinstance(error, redis.exceptions.AuthenticationError):
-                return False
-            if isinstance(error.__context__, ssl.SSLCertVerificationError):
-                return False  # an untrusted certificate stays untrusted
-            return is_retryable(error) if is_retryable is not None else True
-
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 def _prepare_for_add(job: Job | Mapping[str, Any]) -> tuple[str, str, int]:

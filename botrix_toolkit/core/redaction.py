@@ -10,7 +10,6 @@ import json
 import re
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from botrix_toolkit.core.json_depth import nests_too_deep
 
@@ -25,6 +24,8 @@ SECRET_FIELDS = frozenset({
 })
 _SEPARATORS = "_-. "
 _SEPARATOR_TABLE = str.maketrans("", "", _SEPARATORS)
+# A password given as a URL's query parameter: its value runs to the next "&" (or the end).
+_QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&]*", re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)
@@ -170,32 +171,24 @@ _SEPARATORS_RE = "[" + re.escape(_SEPARATORS) + "]*"
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for display and logs.
+    """``url`` with any password replaced by ``***``, for display, logs and errors.
 
     Handles ``redis://user:secret@host``, ``redis://:secret@host`` and a
-    ``password=`` query parameter (``unix:///tmp/r.sock?password=secret``).
-    Text that is not a URL is returned unchanged.
+    ``password=`` query parameter (``unix:///tmp/r.sock?password=secret``),
+    and never trusts the URL to parse: the userinfo is whatever stands
+    between the first ``//`` (else the start) and the last ``@``, so a
+    missing colon (``redis//:pw@host``), an unclosed bracket or a password
+    holding ``@``, ``/`` or ``?`` is hidden too. Text without a password is
+    returned unchanged; anything after the first ``:`` of the userinfo is
+    replaced, even if that hides a port of an odd URL.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(name.lower() == "password" for name, _ in pairs):
-        redacted = [(n, "***" if n.lower() == "password" else v) for n, v in pairs]
-        query = urlencode(redacted, safe="*")
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    # rebuilt by hand: urlunsplit would turn "unix:///path" into "unix:/path"
-    rebuilt = f"{parts.scheme}:" if parts.scheme else ""
-    rebuilt += f"//{netloc}{parts.path}"
-    if query:
-        rebuilt += f"?{query}"
-    if parts.fragment:
-        rebuilt += f"#{parts.fragment}"
-    return rebuilt
+    text = _QUERY_PASSWORD.sub(rf"\g<1>{REDACTED}", url)
+    at = text.rfind("@")
+    if at < 0:
+        return text
+    slashes = text.find("//", 0, at)
+    start = slashes + 2 if slashes >= 0 else 0
+    user, colon, _ = text[start:at].partition(":")
+    if not colon:
+        return text  # a user name alone is not a secret
+    return f"{text[:start]}{user}:{REDACTED}{text[at:]}"

@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 
 from botrix_toolkit.core.clients import RAW, CommandTarget, RedisClient
 from botrix_toolkit.core.errors import (
+    AccessDeniedError,
     BotrixError,
     ScriptAssemblyError,
     ServerConnectionError,
@@ -33,6 +34,7 @@ from botrix_toolkit.core.errors import (
     SlotMovingError,
     WrongKeyTypeError,
 )
+from botrix_toolkit.core.reconnect import is_permanent
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +305,10 @@ class translated_errors:
         if exc is None or isinstance(exc, BotrixError) or not isinstance(exc, redis.exceptions.RedisError):
             return
         server = self.server
+        if isinstance(exc, redis.exceptions.NoPermissionError):
+            raise AccessDeniedError(f"{server} refused the command (permission): {exc}") from exc
+        if isinstance(exc, redis.exceptions.ConnectionError) and is_permanent(exc):
+            raise AccessDeniedError(f"{server} refused the connection: {exc}") from exc
         if isinstance(exc, redis.exceptions.TimeoutError):
             raise ServerTimeoutError(f"{server} did not answer in time: {exc}") from exc
         if isinstance(exc, redis.exceptions.ConnectionError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.core.redaction import redact_url
+from botrix_toolkit.core.server_url import check_server_url
 from botrix_toolkit.core.settings import URL_ENV
 from botrix_toolkit.server.embedded import EmbeddedServer
 
@@ -22,12 +23,14 @@ def resolve_url(url: str | None = None) -> tuple[str, bool]:
     """The server URL to use, and whether it is the embedded server.
 
     ``url`` if given, else ``$BOTRIX_REDIS_URL``, else the embedded server of
-    the default data dir (started if it is not running).
+    the default data dir (started if it is not running). A URL that cannot
+    be used is refused (InvalidInputError, the password replaced) before
+    anything prints or connects to it.
     """
     if url:
-        return url, False
+        return check_server_url(url), False
     if env_url := os.environ.get(URL_ENV, "").strip():
-        return env_url, False
+        return check_server_url(env_url), False
     return EmbeddedServer().start(), True
 
 

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from botrix_toolkit.core.errors import InvalidInputError, ServerConnectionError, ServerTimeoutError
+from botrix_toolkit.core.errors import (
+    AccessDeniedError,
+    InvalidInputError,
+    ServerConnectionError,
+    ServerTimeoutError,
+)
 from botrix_toolkit.core.models import Job
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.core.redaction import REDACTED, secret_values
@@ -104,6 +109,8 @@ class Worker:
         self._held_lock = threading.Lock()
         self._todo: thread_queue.SimpleQueue[Job | None] = thread_queue.SimpleQueue()
         self._done: thread_queue.SimpleQueue[_Outcome] = thread_queue.SimpleQueue()
+        # Set by the lease renewer when the server refuses us for good.
+        self._denied: AccessDeniedError | None = None
 
     # -- control ---------------------------------------------------------
     def stop(self) -> None:
@@ -129,6 +136,9 @@ class Worker:
         ``until_empty``: return when the queue is empty and nothing is held.
         SIGTERM/SIGINT (when called from the main thread): the first stops
         claiming and finishes what is held, the second hands it back.
+        An unreachable server is waited for; one that refuses the login, the
+        certificate or a command (ACL NOPERM) raises AccessDeniedError, as
+        waiting would not mend it (jobs held then are recovered when stalled).
         """
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
                                      or max_jobs < 1):
@@ -138,6 +148,7 @@ class Worker:
         self._stopping.clear()
         self._aborting.clear()
         self._exited.clear()
+        self._denied = None
         previous_handlers = self._install_signal_handlers()
         threads = [threading.Thread(target=self._work, name=f"botrix-worker-{i}", daemon=True)
                    for i in range(self.concurrency)]
@@ -165,10 +176,14 @@ class Worker:
         in_hand_limit = max(self.concurrency, self.batch)
         unreported: list[_Outcome] = []
         while not self._aborting.is_set():
+            if self._denied is not None:
+                raise self._denied
             claimed_now = 0
             if not self._stopping.is_set() and not unreported:
                 try:
                     claimed_now = self._claim(in_hand_limit, max_jobs)
+                except AccessDeniedError:
+                    raise  # a refused login or permission: waiting does not mend it
                 except (ServerConnectionError, ServerTimeoutError) as exc:
                     logger.warning("cannot claim jobs, retrying: %s", exc)
             held = len(self._held)
@@ -228,6 +243,8 @@ class Worker:
         try:
             if successes:
                 self.q.complete_jobs(successes)
+        except AccessDeniedError:
+            raise
         except (ServerConnectionError, ServerTimeoutError) as exc:
             logger.warning("cannot complete %d jobs, retrying: %s", len(successes), exc)
             return live
@@ -237,6 +254,8 @@ class Worker:
             assert outcome.error is not None  # failures are the outcomes with an error
             try:
                 self._fail(outcome.job, outcome.error)
+            except AccessDeniedError:
+                raise
             except (ServerConnectionError, ServerTimeoutError) as exc:
                 logger.warning("cannot fail job %s, retrying: %s", outcome.job.id, exc)
                 return failures[position:]
@@ -299,6 +318,9 @@ class Worker:
                 continue
             try:
                 renewed = self.q.renew_leases(ids)
+            except AccessDeniedError as exc:
+                self._denied = exc  # the loop raises it: the worker stops
+                return
             except (ServerConnectionError, ServerTimeoutError) as exc:
                 logger.warning("cannot renew the leases of %d jobs, retrying: %s", len(ids), exc)
                 continue
