@@ -6,9 +6,12 @@ liveness limits only.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,9 +22,12 @@ from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.frames import analysis
 from botrix_toolkit.frames.events import EventRecorder
+from botrix_toolkit.server.embedded import EmbeddedServer
+from botrix_toolkit.server.ports import free_port
 from botrix_toolkit.sim.max_throughput import measure_max_throughput
 from botrix_toolkit.sim.scenarios import SCENARIO_DIR, JobFactory, Scenario, parse_priority_mix
 from botrix_toolkit.sim.simulation import SimulationResult, check_conservation, run_simulation
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = {"drain_s": 60, "stats_interval_s": 0.25, "users": 20}
@@ -213,3 +219,39 @@ def test_a_changed_scenario_says_so_in_its_description() -> None:
     assert changed.rate == 40
     assert changed.description == f"{steady.description} (changed: rate=40)"
     assert steady.replace(rate=steady.rate).description == steady.description
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_cli_simulate_rides_out_a_server_restart_and_reports_it(tmp_path: Path) -> None:
+    """The server SIGKILLed mid-run and back 3 s later (append-only file replayed)."""
+    server = EmbeddedServer(data_dir=tmp_path / "server", port=free_port())
+    url = server.start()
+    redis.Redis.from_url(url).config_set("appendfsync", "always")
+    env = dict(os.environ, PYTHONPATH=str(REPO), BOTRIX_HOME=str(tmp_path / "home"))
+    try:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "botrix_toolkit.cli", "simulate", "steady", "--redis-url", url,
+             "--duration-s", "8", "--seed", "1", "--out", str(tmp_path / "run"), "--quiet"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = redis.Redis.from_url(url)
+        try:
+            wait_for(lambda: client.dbsize() > 600, "the run to be under way", 120.0)
+        finally:
+            client.close()
+        os.kill(server.status()["pid"], signal.SIGKILL)
+        wait_for(lambda: not server.status()["running"], "the killed server to be gone", 30.0)
+        time.sleep(3.0)  # the outage: a restart that replays its append-only file
+        redis.Redis.from_url(server.start()).config_set("appendfsync", "always")
+        out, err = run.communicate(timeout=200)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        server.stop()
+    assert run.returncode == 0, err
+    assert "Traceback" not in err
+    assert "lost 0" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["summary"]
+    assert summary["server_outages"] >= 1 and summary["outage_s"] > 2
+    assert "ridden out" in out
+    assert summary["lost"] == 0 and summary["completed"] == summary["added"] > 600 / 2

@@ -19,6 +19,8 @@ from botrix_toolkit.sim.scenarios import SCENARIO_DIR, Scenario, parse_priority_
 # Scenario fields that get no option of their own (name has --name, set below).
 _NOT_OPTIONS = {"description"}
 EXIT_LOST = 1
+# The server was unreachable at the end: the conservation check could not run.
+EXIT_UNCHECKED = 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -106,7 +108,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_save:
         folder = result.save(args.out)
         console.print(f"saved events, stats and summary to {folder}")
-    return 0 if result.conservation["lost"] == 0 else EXIT_LOST
+    lost = result.conservation["lost"]
+    if lost is None:
+        return EXIT_UNCHECKED
+    return 0 if lost == 0 else EXIT_LOST
 
 
 def _run_max(q: Any, scenario: Scenario, args: argparse.Namespace, console: Any) -> int:
@@ -141,14 +146,16 @@ def _print_summary(console: Any, result: Any) -> None:
         ("elapsed", f"{s['elapsed_s']:.1f} s"),
         ("throughput", f"{throughput:,.1f} jobs/s" if throughput else "-"),
         ("added", f"{s['added']:,}"),
-        ("completed", f"{s['completed']:,}"),
-        ("failed (for good)", f"{s['failed']:,}"),
+        ("completed", _count(s["completed"])),
+        ("failed (for good)", _count(s["failed"])),
         ("retries (requeued)", f"{s['retries']:,}"),
         ("recovered stalled", f"{s['recovered_stalled']:,}"),
         ("worker crashes", f"{s['crashes']:,}"),
-        ("conservation", f"{c['completed']:,} completed + {c['failed']:,} failed + "
-                         f"{c['cancelled']:,} cancelled + {c['queued']:,} queued + "
-                         f"{c['processing']:,} processing; lost {c['lost']}"),
+        ("server outages", _outages(s)),
+        ("conservation", c.get("unchecked") or (
+            f"{c['completed']:,} completed + {c['failed']:,} failed + "
+            f"{c['cancelled']:,} cancelled + {c['queued']:,} queued + "
+            f"{c['processing']:,} processing; lost {c['lost']}")),
     ):
         overview.add_row(name, value)
     console.print(overview)
@@ -168,6 +175,18 @@ def _print_summary(console: Any, result: Any) -> None:
         console.print(table)
     if c["lost"]:
         console.print(f"[bold red]LOST {c['lost']} jobs[/], e.g. {c['lost_ids'][:5]}")
+
+
+def _count(value: int | None) -> str:
+    return "unknown" if value is None else f"{value:,}"
+
+
+def _outages(summary: dict[str, Any]) -> str:
+    outages = summary.get("server_outages", 0)
+    if not outages:
+        return "none"
+    return (f"{outages} ridden out, {summary['outage_s']:.1f} s in all "
+            "(events of that time are missing)")
 
 
 class LiveDisplay:

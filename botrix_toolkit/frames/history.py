@@ -95,6 +95,9 @@ class RecordedEvents:
         path = Path(path)
         suffix = path.suffix.lower()
         table = self.events.copy()
+        # The gaps travel in the metadata below; attrs (with Timestamps) would
+        # only make pandas warn that it cannot write them.
+        table.attrs = {}
         table["data"] = pd.array(
             [json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in table["data"]],
             dtype="string",

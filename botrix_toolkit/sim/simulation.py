@@ -30,12 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from botrix_toolkit.core.clients import mget_raw
 from botrix_toolkit.core.cluster_routing import node_client
+from botrix_toolkit.core.errors import AccessDeniedError, ServerConnectionError
 from botrix_toolkit.core.models import Job
 from botrix_toolkit.core.node_pipelines import run_on_queue_node
 from botrix_toolkit.core.queue import QueueService
@@ -54,6 +55,7 @@ COUNTERS = ("added", "claimed", "completed", "failed", "requeued")
 _PRODUCER_TICK_S = 0.02
 _MAX_ADD_PER_TICK = 5000
 _COORDINATOR_TICK_S = 0.05
+T = TypeVar("T")
 _CONSERVATION_CHUNK = 5000
 
 
@@ -213,11 +215,33 @@ def _producer_main(url: str, prefix: str, scenario: Scenario, run_tag: str, seed
         last = now
         n = int(min(due, limit) - factory.made)
         if n > 0:
-            q.add_jobs(factory.make(min(n, _MAX_ADD_PER_TICK)))
+            batch = factory.make(min(n, _MAX_ADD_PER_TICK))
+            if not _add_until_sent(q, batch, stop, parent):
+                factory.made -= len(batch)  # never acknowledged: not counted as added
+                break
             counters[0] = factory.made
         time.sleep(max(0.0, _PRODUCER_TICK_S - (time.monotonic() - now)))
     counters[0] = factory.made
     q.close()
+
+
+def _add_until_sent(q: QueueService, batch: list[dict[str, Any]], stop: Any, parent: int) -> bool:
+    """Adds ``batch``, sending it again while the server stays unreachable (past the
+    reconnect window); False when the run stopped first (the batch counts as not added).
+
+    The same ids are sent: a job an unacknowledged attempt did write is
+    written again as the same pending job, so none is added twice.
+    """
+    while True:
+        try:
+            q.add_jobs(batch)
+            return True
+        except AccessDeniedError:
+            raise
+        except ServerConnectionError as exc:
+            logger.warning("producer: cannot add %d jobs, sending them again: %s", len(batch), exc)
+            if stop.wait(1.0) or os.getppid() != parent:
+                return False
 
 
 def _worker_main(url: str, prefix: str, scenario: Scenario, seed: int, slot: int,
@@ -297,6 +321,7 @@ class _Run:
         self.recovered: list[str] = []
         self.crashes_done = 0
         self.started = time.monotonic()
+        self.unreachable = 0  # coordinator calls failed in a row (past the reconnect window)
 
     def total(self, name: str) -> int:
         column = COUNTERS.index(name)
@@ -323,6 +348,21 @@ class _Run:
             failed=self.total("failed"), requeued=self.total("requeued"),
             recovered=len(self.recovered), crashes=self.crashes_done,
             stats=self.stats_rows[-1] if self.stats_rows else {}, producing=producing)
+
+    def reachable(self, call: Callable[[], T]) -> T | None:
+        """``call()``, or None when the server stays unreachable past the reconnect
+        window (logged once per outage): the run goes on and reports it."""
+        try:
+            result = call()
+        except AccessDeniedError:
+            raise
+        except ServerConnectionError as exc:
+            if not self.unreachable:
+                logger.warning("server unreachable, the run goes on: %s", exc)
+            self.unreachable += 1
+            return None
+        self.unreachable = 0
+        return result
 
     def sample_stats(self) -> dict[str, Any]:
         row = dict(self.q.get_queue_stats(), timestamp=pd.Timestamp.now(tz="UTC"))
@@ -410,7 +450,7 @@ def _execute(run: _Run, progress: RunProgressCallback | None) -> SimulationResul
         if producer.is_alive():
             producer.terminate()
     elapsed = time.monotonic() - run.started
-    run.sample_stats()
+    run.reachable(run.sample_stats)
     if progress:
         progress(run.progress(producing=False))
     time.sleep(0.3)  # let the last messages reach the recorder
@@ -439,11 +479,10 @@ def _coordinate(run: _Run, producer: Any, progress: RunProgressCallback | None) 
     drain_deadline = None
     while True:
         now = time.monotonic()
-        if now >= next_stats:
-            stats = run.sample_stats()
+        if now >= next_stats and run.reachable(run.sample_stats) is not None:
             next_stats += s.stats_interval_s
         if now >= next_recovery:
-            run.recovered += q.recover_stalled(s.stall_timeout_s)
+            run.recovered += run.reachable(lambda: q.recover_stalled(s.stall_timeout_s)) or []
             next_recovery = now + s.recovery_interval_s
         _inject_crashes(run, crash_times, now)
         if progress and now >= next_draw:
@@ -453,10 +492,10 @@ def _coordinate(run: _Run, producer: Any, progress: RunProgressCallback | None) 
             if drain_deadline is None:
                 drain_deadline = now + s.drain_s
                 logger.info("producer done after %d jobs; draining", run.total("added"))
-            stats = q.get_queue_stats()
-            idle = stats["queue_length"] == 0 and stats["processing_count"] == 0
-            if idle or now >= drain_deadline:
-                if not idle:
+            stats = run.reachable(q.get_queue_stats)
+            idle = stats is not None and stats["queue_length"] == 0 and stats["processing_count"] == 0
+            if idle or time.monotonic() >= drain_deadline:
+                if not idle and stats is not None:
                     logger.warning("drain time (%.1fs) over with %d queued and %d processing",
                                    s.drain_s, stats["queue_length"], stats["processing_count"])
                 return
@@ -489,7 +528,12 @@ def _result(run: _Run, recording: RecordedEvents, elapsed: float) -> SimulationR
     events = events[events["job_id"].str.startswith(run.run_tag + "-").fillna(False)]
     events = events.reset_index(drop=True)
     added = run.total("added")
-    conservation = check_conservation(run.q, run.run_tag, added)
+    conservation = run.reachable(lambda: check_conservation(run.q, run.run_tag, added))
+    if conservation is None:
+        # The server is gone at the end: the counts are unknown, never guessed.
+        conservation = {"added": added, "completed": None, "failed": None, "cancelled": None,
+                        "queued": None, "processing": None, "lost": None, "lost_ids": [],
+                        "unchecked": "the server was unreachable at the end of the run"}
     latency = analysis.latency(events)
     per_bin = analysis.throughput(events) if len(events) else None
     counted = per_bin.sum().to_dict() if per_bin is not None else {}
@@ -510,9 +554,13 @@ def _result(run: _Run, recording: RecordedEvents, elapsed: float) -> SimulationR
         "retries": int(counted.get("requeued", 0)),
         "recovered_stalled": len(set(run.recovered) & set(events["job_id"].dropna())),
         "crashes": sum(1 for h in run.workers if h.crashed),
-        "throughput_jobs_per_s": round(completed / active_s, 2) if active_s > 0 else None,
+        "throughput_jobs_per_s": (round(completed / active_s, 2)
+                                  if active_s > 0 and completed is not None else None),
         "events": len(events),
         "event_gaps": len(recording.gap_list),
+        # The server outages the run rode out, as the event recorder saw them.
+        "server_outages": len(recording.gap_list),
+        "outage_s": round(sum(gap["duration_s"] for gap in recording.gap_list), 3),
         "events_completed": int(counted.get("completed", 0)),
         "lost": conservation["lost"],
     }
