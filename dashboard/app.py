@@ -12,8 +12,14 @@ import dataclasses
 import streamlit as st
 from botrix_toolkit.dashboard import auth, controls, snapshot, state, views
 
+from botrix_toolkit.core.errors import BotrixError
+
 st.set_page_config(page_title="botrix queue", page_icon=":material/queue:", layout="wide")
-settings = state.settings_from_env()
+try:
+    settings = state.settings_from_env()
+except BotrixError as exc:  # a blank password: refused, never an open page
+    st.error(str(exc))
+    st.stop()
 if not auth.require_password(settings.password):
     st.stop()
 

@@ -20,8 +20,14 @@ import streamlit as st
 
 from botrix_toolkit import QueueService
 from botrix_toolkit.core.keys import DEFAULT_PREFIX
+from botrix_toolkit.core.reconnect import ReconnectRetry
 from botrix_toolkit.core.redaction import redact_url
-from botrix_toolkit.core.settings import DASHBOARD_EMBEDDED_ENV, DASHBOARD_PASSWORD_ENV, PREFIX_ENV, URL_ENV
+from botrix_toolkit.core.settings import (
+    DASHBOARD_EMBEDDED_ENV,
+    PREFIX_ENV,
+    URL_ENV,
+    dashboard_password,
+)
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.connect import resolve_url
 
@@ -29,8 +35,10 @@ logger = logging.getLogger(__name__)
 
 # Enough for several minutes of a busy queue; older events drop off.
 RECORDER_MAXLEN = 300_000
-# A dashboard should say "unreachable" quickly, not hang a refresh.
+# A dashboard should say "unreachable" quickly, not hang a refresh: the next
+# refresh tries again, so a restarting server is waited for only briefly.
 SOCKET_TIMEOUT_S = 3.0
+RECONNECT_WINDOW_S = 1.0
 # Queue depth: at most one sample a second however many tabs refresh; an hour kept.
 DEPTH_SAMPLE_INTERVAL_S = 1.0
 DEPTH_HISTORY_LEN = 3600
@@ -48,13 +56,16 @@ class Settings:
 
 
 def settings_from_env() -> Settings:
-    """The settings of this page run, read from the environment each time."""
+    """The settings of this page run, read from the environment each time.
+
+    A password variable set but blank raises InvalidInputError (settings.py).
+    """
     prefixes = tuple(p.strip() for p in os.environ.get(PREFIX_ENV, "").split(",") if p.strip())
     prefixes = prefixes or (DEFAULT_PREFIX,)
     return Settings(
         url=os.environ.get(URL_ENV, "").strip() or None,
         prefix=prefixes[0],
-        password=os.environ.get(DASHBOARD_PASSWORD_ENV) or None,
+        password=dashboard_password(),
         embedded=os.environ.get(DASHBOARD_EMBEDDED_ENV) == "1",
         prefixes=prefixes,
     )
@@ -78,7 +89,8 @@ def connection(url: str | None, prefix: str, embedded_hint: bool) -> Connection:
     """
     resolved, embedded = resolve_url(url)
     q = QueueService.from_url(resolved, prefix=prefix, socket_timeout=SOCKET_TIMEOUT_S,
-                              socket_connect_timeout=SOCKET_TIMEOUT_S)
+                              socket_connect_timeout=SOCKET_TIMEOUT_S,
+                              retry=ReconnectRetry(RECONNECT_WINDOW_S))
     logger.info("dashboard connected to %s prefix %s", redact_url(resolved), prefix)
     return Connection(q, redact_url(resolved), embedded or embedded_hint)
 

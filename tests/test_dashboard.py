@@ -8,6 +8,8 @@ row selection of a table cannot be driven here: the browser test covers them.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -436,3 +438,89 @@ def test_several_prefixes_give_a_queue_picker_and_an_all_queues_view(
             first.redis.delete(*leftovers)
         first.close()
         second.close()
+
+
+@pytest.fixture
+def fresh_throttle(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The process's sign-in throttle replaced by one on a clock the test moves."""
+    from botrix_toolkit.dashboard import auth
+    from botrix_toolkit.dashboard.signin_throttle import SignInThrottle
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(auth, "THROTTLE", SignInThrottle(lambda: clock["now"]))
+    return clock
+
+
+def sign_in(at: AppTest, password: str) -> AppTest:
+    at.text_input(key="sign_in_password").set_value(password)
+    button(at, "Sign in").click()
+    at.run()
+    return at
+
+
+def test_repeated_wrong_passwords_are_slowed_down_for_every_session_and_logged(
+    monkeypatch: pytest.MonkeyPatch, page_env: None, queue: QueueService, fresh_throttle: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from botrix_toolkit.dashboard.signin_throttle import CLIENT_FREE_FAILURES
+
+    caplog.set_level(logging.INFO, logger="botrix_toolkit.dashboard.auth")
+    monkeypatch.setenv("BOTRIX_DASHBOARD_PASSWORD", SECRET)
+    queue.add_jobs([{"priority": 1}])
+    at = run_page()
+    for _ in range(CLIENT_FREE_FAILURES):
+        assert texts(sign_in(at, "wrong guess").error) == ["Wrong password."]
+    assert texts(sign_in(at, "wrong guess").error) == ["Wrong password. Try again in 1 s."]
+    # the right password during the wait is not even checked
+    assert texts(sign_in(at, SECRET).error) == ["Too many failed sign-ins. Try again in 1 s."]
+    assert not at.metric
+    # a new session (a new tab, a new websocket) from the same address waits too
+    other = run_page()
+    assert texts(sign_in(other, SECRET).error) == ["Too many failed sign-ins. Try again in 1 s."]
+    assert not other.metric
+
+    fresh_throttle["now"] += 1.0
+    sign_in(at, SECRET)
+    assert_no_exception(at)
+    assert metrics(at)["pending"] == "1"
+
+    failures = [r.getMessage() for r in caplog.records if "sign-in failed" in r.getMessage()]
+    assert len(failures) == CLIENT_FREE_FAILURES + 1
+    assert all(re.search(r"at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 from 127\.0\.0\.1 \(local\)", m)
+               for m in failures), failures
+    assert sum("sign-in refused" in r.getMessage() for r in caplog.records) == 2
+    assert all(SECRET not in r.getMessage() and "wrong guess" not in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_a_blank_dashboard_password_is_refused_by_the_page_and_the_cli(
+    monkeypatch: pytest.MonkeyPatch, page_env: None, blank: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BOTRIX_DASHBOARD_PASSWORD", blank)
+    at = run_page()
+    assert_no_exception(at)
+    assert [e.value for e in at.error] == [
+        "BOTRIX_DASHBOARD_PASSWORD is set but empty or only whitespace; set it to a password, "
+        "or unset it to serve the page without one on 127.0.0.1 only"]
+    assert not at.metric and not at.button  # neither the page nor a sign-in form
+
+    for host in ("127.0.0.1", "0.0.0.0"):
+        # port 0 is refused too: should the password check fail, Streamlit is never exec'd
+        code = cli.main(["dashboard", "--host", host, "--port", "0",
+                         "--redis-url", "redis://127.0.0.1:1/0"])
+        assert code == cli.EXIT_ERROR
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "BOTRIX_DASHBOARD_PASSWORD is set but empty" in err[0]
+
+
+@pytest.mark.parametrize("url", ["redis//:pw123@127.0.0.1:16402", "redis://:pw123@[::1:16402/0"])
+def test_an_unusable_url_is_refused_on_the_page_with_its_password_hidden(
+    monkeypatch: pytest.MonkeyPatch, page_env: None, url: str
+) -> None:
+    monkeypatch.setenv("BOTRIX_REDIS_URL", url)
+    at = run_page()
+    assert_no_exception(at)
+    errors = texts(at.sidebar.error)
+    assert len(errors) == 1 and "is not usable" in errors[0] and ":***@" in errors[0], errors
+    assert "pw123" not in everything_rendered(at)

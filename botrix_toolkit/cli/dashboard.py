@@ -17,7 +17,13 @@ from pathlib import Path
 from botrix_toolkit.cli.common import queue_options
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.core.redaction import redact_url
-from botrix_toolkit.core.settings import DASHBOARD_EMBEDDED_ENV, DASHBOARD_PASSWORD_ENV, PREFIX_ENV, URL_ENV
+from botrix_toolkit.core.settings import (
+    DASHBOARD_EMBEDDED_ENV,
+    DASHBOARD_PASSWORD_ENV,
+    PREFIX_ENV,
+    URL_ENV,
+    dashboard_password,
+)
 from botrix_toolkit.server.connect import resolve_url
 
 logger = logging.getLogger(__name__)
@@ -71,8 +77,9 @@ def dashboard_environment(url: str, prefix: str, embedded: bool) -> dict[str, st
 
 
 def check_exposure(host: str) -> None:
-    """Refuse a non-loopback address unless a dashboard password is set."""
-    if host not in LOOPBACK_HOSTS and not os.environ.get(DASHBOARD_PASSWORD_ENV):
+    """Refuse a non-loopback address unless a dashboard password is set; refuse a blank one."""
+    password = dashboard_password()  # refuses a blank one, whatever the host
+    if host not in LOOPBACK_HOSTS and password is None:
         raise InvalidInputError(
             f"--host {host} would expose the dashboard beyond this machine; set "
             f"{DASHBOARD_PASSWORD_ENV} to a password (the page will ask for it) or use --host 127.0.0.1"

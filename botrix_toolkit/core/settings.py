@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from botrix_toolkit.core.errors import InvalidInputError
+
 #: The server URL used when none is given (else the embedded server).
 URL_ENV = "BOTRIX_REDIS_URL"
 #: Where the embedded server and simulation runs keep their files.
@@ -19,6 +21,23 @@ PREFIX_ENV = "BOTRIX_PREFIX"
 DASHBOARD_PASSWORD_ENV = "BOTRIX_DASHBOARD_PASSWORD"
 #: "1" when `botrix dashboard` resolved the embedded server.
 DASHBOARD_EMBEDDED_ENV = "BOTRIX_DASHBOARD_EMBEDDED"
+
+
+def dashboard_password() -> str | None:
+    """``$BOTRIX_DASHBOARD_PASSWORD``; None when unset.
+
+    Set but empty or only whitespace is refused (InvalidInputError): it is
+    what an unset shell variable expands to, and a page guarded by it would
+    let in anyone who presses Sign in.
+    """
+    password = os.environ.get(DASHBOARD_PASSWORD_ENV)
+    if password is None:
+        return None
+    if not password.strip():
+        raise InvalidInputError(
+            f"{DASHBOARD_PASSWORD_ENV} is set but empty or only whitespace; set it to a "
+            "password, or unset it to serve the page without one on 127.0.0.1 only")
+    return password
 
 
 def botrix_home() -> Path:
