@@ -8,8 +8,10 @@ shown to fail at once, and ``botrix worker`` to exit on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +25,8 @@ import redis
 
 from botrix_toolkit import AccessDeniedError, QueueService, ServerConnectionError
 from botrix_toolkit.core.reconnect import RECONNECT_WINDOW_S
+from botrix_toolkit.core.scripting import SCRIPT_NAMES, script_source
+from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
 from tests import waiting
@@ -255,3 +259,105 @@ def test_botrix_worker_exits_with_one_line_when_the_server_refuses_it(
     assert lines[0].startswith("botrix: error: ") and password_server in lines[0]
     assert "Traceback" not in done.stderr
     assert "wrong-pass" not in done.stderr + done.stdout and "reader-pass" not in done.stderr + done.stdout
+
+
+# -- a reply lost after the server ran the script ------------------------------------------------
+
+class ReplyDroppingProxy:
+    """A TCP proxy to a real server; once armed, it lets the next command reach the
+    server and closes the client's connection instead of passing the reply on."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.dropped = 0
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if replies and self.armed.is_set():
+                    self.armed.clear()
+                    self.dropped += 1
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.fixture
+def proxied(redis_url: str, key_prefix: str) -> Iterator[tuple[QueueService, QueueService, ReplyDroppingProxy]]:
+    """(service through the proxy, service straight to the server, the proxy)."""
+    direct = QueueService.from_url(redis_url, prefix=key_prefix)
+    host = direct.redis.get_connection_kwargs()
+    proxy = ReplyDroppingProxy(int(host["port"]))
+    through = QueueService.from_url(f"redis://127.0.0.1:{proxy.port}/{host.get('db', 0)}",
+                                    prefix=key_prefix, cluster=False)
+    through.get_queue_length()  # the pooled connection is open before the proxy is armed
+    for name in SCRIPT_NAMES:  # loaded: the lost reply is the script's, not NOSCRIPT's
+        direct.redis.script_load(script_source(name))
+    try:
+        yield through, direct, proxy
+    finally:
+        through.close()
+        direct.close()
+        proxy.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_add_whose_reply_is_lost_is_sent_again_and_queues_the_job_once(
+    proxied: tuple[QueueService, QueueService, ReplyDroppingProxy],
+) -> None:
+    through, direct, proxy = proxied
+    with EventRecorder(direct) as recorder:
+        proxy.armed.set()
+        assert through.add_job({"id": "sent-twice", "priority": 1}) == "sent-twice"
+        assert proxy.dropped == 1
+        direct.redis.publish(direct.keys.updates, "sentinel")
+        waiting.wait_for(lambda: len(recorder.malformed()) >= 1, "the sentinel", 10.0)
+        added = recorder.frame()
+    assert direct.redis.zrange(direct.keys.queue, 0, -1) == [b"sent-twice"]
+    assert direct.get_job_status("sent-twice") == "pending"
+    assert (added["event"] == "job_added").sum() == 2  # the script ran twice: Known limits
+
+
+@pytest.mark.timeout(60)
+def test_a_claim_whose_reply_is_lost_leaves_its_job_for_recovery_never_loses_it(
+    proxied: tuple[QueueService, QueueService, ReplyDroppingProxy],
+) -> None:
+    through, direct, proxy = proxied
+    direct.add_jobs([{"id": "claimed-by-lost-call", "priority": 2}, {"id": "claimed-again", "priority": 1}])
+    proxy.armed.set()
+    job = through.dequeue_job()
+    assert proxy.dropped == 1
+    assert job is not None and job.id == "claimed-again"
+    assert sorted(m.decode() for m in direct.redis.smembers(direct.keys.processing)) == [
+        "claimed-again", "claimed-by-lost-call"]
+    through.complete_job(job.id)
+    assert direct.recover_stalled(0) == ["claimed-by-lost-call"]
+    assert direct.get_job_status("claimed-by-lost-call") == "pending"
+    assert direct.redis.zrange(direct.keys.queue, 0, -1) == [b"claimed-by-lost-call"]
