@@ -68,6 +68,7 @@ COMMANDS = [
     ["simulate", "steady", "--quiet"],
     ["worker", "json:dumps"],
     ["bench"],
+    ["monitor", "--history", "history"],
 ]
 
 
