@@ -121,3 +121,16 @@ def test_a_comparison_is_the_median_of_each_rounds_own_ratio() -> None:
     assert found.round_ratios == (0.9, 0.9, 0.6)
     assert found.ratio == 0.9 and found.meets_target
     assert (found.toolkit_rate, found.baseline_rate) == (60.0, 100.0)
+
+
+def test_lean_frame_baseline_reads_the_rows_and_times_pending_jobs_frame_reads(queue: QueueService) -> None:
+    from botrix_toolkit.bench.frames import raw_pending_frame
+
+    queue.add_jobs([{"id": f"f{i}", "priority": i % 3, "count": i, "password": "pw"} for i in range(30)])
+    queue.redis.set(queue.keys.status("f4"), "completed")
+    queue.redis.delete(queue.keys.data("f5"))
+    raw = raw_pending_frame(queue.redis, queue.keys.prefix)
+    frame = queue.pending_jobs_frame()
+    assert list(raw["id"]) == list(frame["id"]) and len(raw) == 28
+    assert list(raw["count"]) == list(frame["count"])
+    assert raw["created_at"].tolist() == frame["created_at"].tolist()

@@ -22,4 +22,5 @@ def test_refresh_benchmark_fills_times_and_cleans_up(redis_url: str,
     assert len(result.refresh_ms) == len(result.baseline_ms) == 3
     assert all(ms > 0 for ms in result.refresh_ms + result.baseline_ms)
     assert result.ratio > 0 and "ratio" in result.describe()
+    assert result.peak_growth_mib >= 0 and "peak memory added" in result.describe()
     assert list(redis_client.scan_iter(match=f"{result.prefix}*", count=1000)) == []

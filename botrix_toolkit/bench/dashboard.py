@@ -14,6 +14,7 @@ commands behind it: ZCARD/SCARD/ZCOUNTs, ZRANGE 0 99 and the MGETs of those
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import statistics
 import sys
@@ -34,6 +35,8 @@ from botrix_toolkit.server.connect import resolve_url
 logger = logging.getLogger(__name__)
 
 TARGET_MS = 300.0
+# Resident memory the refreshes may add to the process, whatever the queue's size.
+MEMORY_TARGET_MIB = 200.0
 FILL_BATCH = 50_000  # jobs per add_jobs call: bounds the memory of the filler
 HELD_JOBS = 20  # jobs put in processing, so the processing frame has rows
 DELETE_BATCH = 1000
@@ -54,6 +57,7 @@ class RefreshBenchmark:
     fill_s: float
     refresh_ms: list[float]
     baseline_ms: list[float]
+    peak_growth_mib: float = float("nan")  # resident memory the refreshes added at their peak (Linux)
 
     @property
     def median_ms(self) -> float:
@@ -71,11 +75,17 @@ class RefreshBenchmark:
     def meets_target(self) -> bool:
         return self.median_ms < TARGET_MS
 
+    @property
+    def meets_memory_target(self) -> bool:
+        return self.peak_growth_mib < MEMORY_TARGET_MIB
+
     def describe(self) -> str:
         return (f"{self.jobs:,} pending jobs (filled in {self.fill_s:.1f} s): dashboard refresh "
                 f"median {self.median_ms:.1f} ms over {self.refreshes} "
                 f"(target < {TARGET_MS:.0f} ms: {'ok' if self.meets_target else 'MISSED'}); "
-                f"bare commands {self.baseline_median_ms:.2f} ms; ratio {self.ratio:.1f}x")
+                f"bare commands {self.baseline_median_ms:.2f} ms; ratio {self.ratio:.1f}x; "
+                f"peak memory added {self.peak_growth_mib:.0f} MiB (target < {MEMORY_TARGET_MIB:.0f} MiB: "
+                f"{'ok' if self.meets_memory_target else 'MISSED'})")
 
 
 def fill_queue(q: QueueService, jobs: int, progress: Callable[[int], None] | None = None) -> None:
@@ -141,15 +151,40 @@ def run_dashboard_refresh_benchmark(
         refresh()  # warm-up: script loads, imports, connection
         _baseline_refresh(q.redis, q.keys, top_n)
         refresh_ms, baseline_ms = [], []
+        floor_mib = _reset_peak_mib()
         for _ in range(refreshes):
             refresh_ms.append(_elapsed_ms(refresh))
             baseline_ms.append(_elapsed_ms(lambda: _baseline_refresh(q.redis, q.keys, top_n)))
+        peak_growth = _status_mib("VmHWM") - floor_mib
         return RefreshBenchmark(jobs, prefix, dict(seen), refreshes, fill_s, refresh_ms,
-                                baseline_ms)
+                                baseline_ms, peak_growth)
     finally:
         removed = delete_keys_under(q.redis, prefix, batch_size=DELETE_BATCH)
         logger.info("deleted %d benchmark keys under %s", removed, prefix)
         q.close()
+
+
+def _status_mib(field: str) -> float:
+    """A size from /proc/self/status in MiB; NaN where there is none (not Linux)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _reset_peak_mib() -> float:
+    """Resets the peak resident size (VmHWM) to the current one, and returns that."""
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return float("nan")
+    return _status_mib("VmRSS")
 
 
 def _elapsed_ms(work: Callable[[], None]) -> float:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from botrix_toolkit.bench.cluster import run_cluster_benchmark
 from botrix_toolkit.bench.events import run_recorder_benchmark
-from botrix_toolkit.bench.frames import FrameBenchmarkResult, run_frame_benchmark
+from botrix_toolkit.bench.frames import TARGET_RATIO, FrameBenchmarkResult, run_frame_benchmark
 from botrix_toolkit.bench.monitor import run_monitor_benchmark
 from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
 from botrix_toolkit.cli.common import server_options
@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--monitor-seconds", type=float, default=10.0,
                        help="seconds of flat-out publishing for the monitor measurement")
     bench.add_argument("--only", default="queue,frames,events",
-                       help="comma-separated sections to run: queue, frames, events, monitor, cluster "
+                       help="comma-separated sections to run: queue, frames-1m (alias frames), events, monitor, "
+                            "cluster "
                             "(cluster starts three local Valkey primaries unless --cluster-url is given)")
     bench.add_argument("--cluster-url", default=None,
                        help="any node of a cluster for the cluster section (default: a local one)")
@@ -60,17 +61,22 @@ def comparisons_table(title: str, comparisons: list[Comparison]) -> Table:
 
 
 def frames_table(result: FrameBenchmarkResult) -> Table:
-    table = Table(title=f"pending_jobs_frame, {result.jobs:,} pending jobs")
-    for column in ("measure", "value", "target"):
+    table = Table(title=f"pending_jobs_frame, {result.jobs:,} pending jobs, best of {len(result.raw_seconds)} each")
+    for column in ("measure", "value", "rounds", "target"):
         table.add_column(column)
-    table.add_row("raw baseline (ZRANGE + MGET + json + DataFrame)",
-                  f"{result.raw_seconds:.2f} s ({result.jobs / result.raw_seconds:,.0f} jobs/s)", "")
-    table.add_row("pending_jobs_frame", f"{result.toolkit_seconds:.2f} s "
-                  f"({result.jobs / result.toolkit_seconds:,.0f} jobs/s)", "")
-    table.add_row("time ratio to raw", f"{result.ratio:.2f}x", "<= 1.50x " + ("ok" if result.ratio <= 1.5 else "ABOVE"))
-    table.add_row("Go-style two GETs per job", f"{result.go_style_rate:,.0f} jobs/s", "")
-    table.add_row("peak memory added", f"{result.toolkit_peak_mib:,.0f} MiB",
-                  "< 1536 MiB at 1M " + ("ok" if result.toolkit_peak_mib < 1536 else "ABOVE"))
+    best_raw, best_toolkit = min(result.raw_seconds), min(result.toolkit_seconds)
+    table.add_row("lean raw read (ZRANGE + MGET + orjson + from_records + to_datetime)",
+                  f"{best_raw:.2f} s ({result.jobs / best_raw:,.0f} jobs/s)",
+                  ", ".join(f"{s:.2f}" for s in result.raw_seconds), "")
+    table.add_row("pending_jobs_frame", f"{best_toolkit:.2f} s ({result.jobs / best_toolkit:,.0f} jobs/s)",
+                  ", ".join(f"{s:.2f}" for s in result.toolkit_seconds), "")
+    ratios = result.round_ratios
+    table.add_row("time ratio to the lean read", f"{result.ratio:.2f}x",
+                  f"{min(ratios):.2f}-{max(ratios):.2f}x",
+                  f"<= {TARGET_RATIO:.2f}x " + ("ok" if result.meets_target else "ABOVE"))
+    table.add_row("Go-style two GETs per job", f"{result.go_style_rate:,.0f} jobs/s", "", "")
+    table.add_row("peak memory added", f"{result.toolkit_peak_mib:,.0f} MiB", "",
+                  "< 1024 MiB at 1M " + ("ok" if result.toolkit_peak_mib < 1024 else "ABOVE"))
     return table
 
 
@@ -115,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                           f"median of {args.rounds} interleaved rounds ...")
             results = QueueBenchmark(client, args.jobs, args.bulk_jobs).run(args.rounds)
             console.print(comparisons_table("queue operations", results))
-        if "frames" in sections:
+        if sections & {"frames", "frames-1m"}:
             with Progress(transient=True, console=console) as progress:
                 task = progress.add_task(f"filling {args.frame_jobs:,} jobs", total=args.frame_jobs)
                 result = run_frame_benchmark(

@@ -177,6 +177,8 @@ _ZERO_VALUES = {_INT: 0, _STR: "", _BOOL: False}
 # Go's int is 64 bits: a larger number fails to decode.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 TIME_FIELDS = tuple(name for name, kind, _ in _GO_FIELDS if kind in (_TIME, _NULLTIME))
+#: Each Go field's JSON kind, for readers that type columns: "int", "str", "bool", "time", "nulltime".
+GO_FIELD_KINDS: dict[str, str] = dict(_GO_FIELD_KIND)
 
 
 @dataclass

@@ -9,12 +9,12 @@ MGET reads tens of thousands.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 from redis.client import Pipeline
 
-from botrix_toolkit.core.clients import RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
+from botrix_toolkit.core.clients import RAW, RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
 from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.node_pipelines import PipelineCommand, run_on_queue_node
 from botrix_toolkit.core.scripting import Scripts
@@ -32,15 +32,26 @@ LOW_SCORES = ("(-1", "+inf")
 class QueueEntries:
     """One chunk of the queue, in dequeue order; parallel lists.
 
-    ``data`` and ``status`` hold the raw bytes of the keys, None where the key
-    is missing (an orphan has no data).
+    ``raw_ids`` are the queue's members as stored; ``data`` and ``status``
+    hold the raw bytes of the keys, None where the key is missing (an orphan
+    has no data).
     """
 
     first_rank: int
-    ids: list[str]
-    priorities: list[int]
+    raw_ids: list[bytes]
     data: list[bytes | None]
     status: list[bytes | None]
+    raw_scores: list[bytes | float] = field(default_factory=list, repr=False)  # float from RESP3
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """The ids as text (undecodable bytes replaced); built only when asked for."""
+        return [member.decode("utf-8", "replace") for member in self.raw_ids]
+
+    @cached_property
+    def priorities(self) -> list[int]:
+        """Each job's priority as its queue score gives it (score = -priority)."""
+        return [int(-float(score)) for score in self.raw_scores]
 
 
 def iter_queue_entries(
@@ -48,25 +59,45 @@ def iter_queue_entries(
 ) -> Iterator[QueueEntries]:
     """The queue from its head, ``chunk`` ids at a time, with data and status.
 
-    One round trip per chunk: ZRANGE, then MGET of the data and status keys in
-    one pipeline. A job dequeued meanwhile may shift the ranks of the next
-    chunk: the result is a snapshot per chunk, not of the whole queue.
+    One round trip per chunk: the MGETs of this chunk's data and status keys
+    and the ZRANGE of the next chunk go in one pipeline. A job dequeued
+    meanwhile may shift the ranks of the next chunk: the result is a snapshot
+    per chunk, not of the whole queue.
     """
+
+    def zrange(pipe: Pipeline, first: int) -> None:
+        last = first + chunk - 1 if limit is None else min(first + chunk, limit) - 1
+        # WITHSCORES without redis-py's pairing callback: a flat reply, split by slicing
+        pipe.execute_command("ZRANGE", keys.queue, first, last, "WITHSCORES", **RAW)
+
+    if limit is not None and limit <= 0:
+        return
+    # Keys are built from the members' bytes: no decoding and encoding per id.
+    data_prefix, status_prefix = keys.data_prefix.encode(), keys.status_prefix.encode()
     start = 0
-    while limit is None or start < limit:
-        stop = start + chunk - 1 if limit is None else min(start + chunk, limit) - 1
-        members = zrange_with_scores_raw(client, keys.queue, start, stop)
-        if not members:
-            return
-        ids = [member.decode("utf-8", "replace") for member, _ in members]
-        data_keys, status_keys = [keys.data(job_id) for job_id in ids], [keys.status(job_id) for job_id in ids]
-        data, status = run_on_queue_node(client, keys, [
-            partial(mget_raw, keys=data_keys), partial(mget_raw, keys=status_keys),
-        ])
-        yield QueueEntries(start, ids, [int(-score) for _, score in members], data, status)
-        if len(members) <= stop - start:
-            return
-        start = stop + 1
+    (reply,) = run_on_queue_node(client, keys, [lambda pipe: zrange(pipe, 0)])
+    members, scores = _members_and_scores(reply)
+    while members:
+        following = start + len(members)
+        more = len(members) == chunk and (limit is None or following < limit)
+        data_keys = [data_prefix + member for member in members]
+        status_keys = [status_prefix + member for member in members]
+        commands: list[PipelineCommand] = [
+            lambda pipe, names=data_keys: mget_raw(pipe, names),
+            lambda pipe, names=status_keys: mget_raw(pipe, names),
+        ]
+        if more:
+            commands.append(lambda pipe, first=following: zrange(pipe, first))
+        data, status, *after = run_on_queue_node(client, keys, commands)
+        yield QueueEntries(start, members, data, status, scores)
+        members, scores = _members_and_scores(after[0]) if more else ([], [])
+        start = following
+
+
+def _members_and_scores(reply: list) -> tuple[list[bytes], list[bytes | float]]:
+    if reply and isinstance(reply[0], list):  # RESP3: [member, score] pairs
+        return [pair[0] for pair in reply], [pair[1] for pair in reply]
+    return reply[::2], reply[1::2]
 
 
 def queue_stats(client: RedisClient, keys: QueueKeys, ttl: int) -> dict[str, int]:

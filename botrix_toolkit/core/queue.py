@@ -47,6 +47,7 @@ from botrix_toolkit.core.models import (
 )
 from botrix_toolkit.core.node_pipelines import run_on_queue_node
 from botrix_toolkit.core.reconnect import ReconnectRetry
+from botrix_toolkit.core.packed_calls import PackedCalls, packed_evalsha
 from botrix_toolkit.core.redaction import SECRET_FIELDS, redact_url
 from botrix_toolkit.core.scripting import Scripts, as_text, translated_errors
 from botrix_toolkit.core.server_url import check_server_url
@@ -96,6 +97,9 @@ class QueueService:
         self.url = url
         self._server = url or _describe_client(client)
         self._scripts = Scripts(client)
+        # The hot single-job calls (claim one, finish one) skip execute_command (packed_calls.py).
+        self._packed = PackedCalls(client)
+        self._claim_one_packed: bytes | None = None
         # Built once: a worker claims and completes a job on every iteration.
         self._script_head_errors = translated_errors(self._server, self.keys.script_head)
 
@@ -227,15 +231,10 @@ class QueueService:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidInputError(f"n must be a positive integer; got {n!r}")
-        keys = self.keys
         jobs: list[Job] = []
         while len(jobs) < n:
             with self._script_head_errors:
-                reply = self._scripts.claim_jobs(
-                    keys=keys.script_head,
-                    args=(keys.data_prefix, keys.status_prefix, n - len(jobs), self.ttl,
-                          keys.updates, n + CLAIM_EXTRA_POPS),
-                )
+                reply = self._claim(n - len(jobs), n + CLAIM_EXTRA_POPS)
             # skipped, set-aside count, set-aside pairs, claimed pairs (claim_jobs.lua)
             skipped, set_aside_count = reply[0], reply[1]
             claimed = reply[2 + 2 * set_aside_count :]
@@ -256,6 +255,25 @@ class QueueService:
             if not claimed and not skipped and not set_aside_count:
                 break
         return jobs
+
+    def _claim(self, wanted: int, most_pops: int) -> Any:
+        """claim_jobs.lua's reply; a single job's claim goes pre-packed (packed_calls.py)."""
+        script = self._scripts.claim_jobs
+        if self._packed.usable and wanted == 1 and most_pops == 1 + CLAIM_EXTRA_POPS:
+            packed = self._claim_one_packed
+            if packed is None:  # packed once: a worker's claim of one job never changes
+                packed = self._claim_one_packed = self._claim_packed(wanted, most_pops)
+            return self._packed.evalsha(packed, script.script)
+        if self._packed.usable:
+            return self._packed.evalsha(self._claim_packed(wanted, most_pops), script.script)
+        keys = self.keys
+        return script(keys=keys.script_head,
+                      args=(keys.data_prefix, keys.status_prefix, wanted, self.ttl, keys.updates, most_pops))
+
+    def _claim_packed(self, wanted: int, most_pops: int) -> bytes:
+        keys = self.keys
+        return packed_evalsha(self._packed, self._scripts.claim_jobs.sha, keys.script_head,
+                              (keys.data_prefix, keys.status_prefix, wanted, self.ttl, keys.updates, most_pops))
 
     def _log_claim_leftovers(self, skipped: int, set_aside: list[bytes]) -> None:
         for job_id, reason in zip(set_aside[::2], set_aside[1::2]):
@@ -337,11 +355,14 @@ class QueueService:
         validate_job_id(job_id)
         keys = self.keys
         status_key = keys.status(job_id)
+        script, args = self._scripts.set_status, (
+            status.value, self.ttl, keys.updates, event, "known", error, int(time.time()), job_id)
         with self._script_head_errors:  # the script reports a status key of another type itself
-            outcome = self._scripts.set_status(
-                keys=(*keys.script_head, status_key),
-                args=(status.value, self.ttl, keys.updates, event, "known", error, int(time.time()), job_id),
-            )
+            if self._packed.usable:
+                packed = packed_evalsha(self._packed, script.sha, (*keys.script_head, status_key), args)
+                outcome = self._packed.evalsha(packed, script.script)
+            else:
+                outcome = script(keys=(*keys.script_head, status_key), args=args)
         if outcome == _CHANGED:
             return
         if outcome == _WRONG_TYPE:

@@ -1,26 +1,37 @@
 """Frames of jobs: the pending queue, the jobs being processed, a stats snapshot.
 
 Reads go through queries.py (chunked, pipelined: never one round trip per
-job) and each chunk becomes a frame at once; the chunks are concatenated and
-typed at once, then the typed chunks are concatenated, so a million jobs
-never exist as a million sets of Python objects at the same time.
+job). Each chunk's values are read on the C++ side (job_columns_arrow, with
+job_columns as the exact path for what it cannot take) while the next chunk
+is fetched; the chunks stay Arrow columns until one frame is built at the
+end, so a million jobs never exist as a million sets of Python objects.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from botrix_toolkit.core import queries
-from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH, nests_too_deep
-from botrix_toolkit.core.models import GO_ZERO_TIME, TIME_FIELDS
-from botrix_toolkit.core.redaction import REDACTED, SECRET_FIELDS, is_secret_key, may_hold_secret, redact
+from botrix_toolkit.core.models import TIME_FIELDS
+from botrix_toolkit.core.redaction import SECRET_FIELDS
 from botrix_toolkit.frames.analysis import PRIORITY_LABEL_DTYPE, priority_label
 from botrix_toolkit.frames.event_frames import UTC_NS, empty_frame, stats_frame_from
+from botrix_toolkit.frames.job_columns import (
+    JobColumns,
+    concat_extra,
+    empty_columns,
+    exact_columns,
+    hide_secrets,
+)
+from botrix_toolkit.frames.job_columns_arrow import arrow_columns
 
 if TYPE_CHECKING:
     from botrix_toolkit.core.queue import QueueService
@@ -66,32 +77,36 @@ PROCESSING_COLUMNS: dict[str, Any] = {
 
 
 def pending_jobs_frame(
-    q: QueueService, limit: int | None = None, secrets: Iterable[str] = SECRET_FIELDS
+    q: QueueService, limit: int | None = None, secrets: Iterable[str] = SECRET_FIELDS, *, exact: bool = False
 ) -> pd.DataFrame:
     """The pending jobs in dequeue order, columns ``PENDING_COLUMNS`` then extra fields.
 
     Left out, and counted in ``df.attrs``: ``orphans`` (data expired),
-    ``corrupt`` (data that is not a JSON object, or nests deeper than
-    ``MAX_JSON_DEPTH``) and ``not_pending`` (status key says otherwise).
-    Secret fields (``redaction.SECRET_FIELDS``, and the names in ``secrets``)
-    show "***" wherever they are set, at any depth of a job.
+    ``corrupt`` (data that is not a JSON object, or nests too deep) and
+    ``not_pending`` (status key says otherwise). Keys named by ``secrets``
+    (``redaction.is_secret_key``), at any depth, show "***" where set.
+    Extra fields follow in name order, as object columns holding the JSON
+    values (None where a job lacks the field). Values are read on the C++
+    side (``job_columns_arrow``); ``exact=True`` reads each value with
+    Python's json instead (``job_columns``): the same frame, slower.
     """
     secrets = frozenset(secrets)
-    # The usual set keeps its identity: may_hold_secret has a faster check for it.
+    # The usual secret names always count; a caller's names are added to them.
     secrets = SECRET_FIELDS if secrets <= SECRET_FIELDS else SECRET_FIELDS | secrets
-    chunks: list[pd.DataFrame] = []
+    parts: list[JobColumns] = []
     counts = {"orphans": 0, "corrupt": 0, "not_pending": 0}
-    with q.errors_for(q.keys.queue):
+    # The next chunk is fetched while this one is parsed: the JSON reader
+    # and the socket reads both run without the GIL.
+    with q.errors_for(q.keys.queue), ThreadPoolExecutor(1, thread_name_prefix="botrix-frame") as parser:
+        parsing: Future[JobColumns] | None = None
         for entries in queries.iter_queue_entries(q.redis, q.keys, limit):
-            chunk = _pending_chunk(entries, counts, secrets)
-            if chunk is not None:
-                # Typed at once: the chunk's Python objects are freed before the
-                # next is read, so a million jobs never exist as objects at once.
-                chunks.append(_typed_pending(chunk, secrets))
-    if chunks:
-        frame = pd.concat(chunks, ignore_index=True, sort=False) if len(chunks) > 1 else chunks[0]
-    else:
-        frame = empty_frame(PENDING_COLUMNS)
+            chunk = parser.submit(_pending_chunk, entries, secrets, counts, exact)
+            if parsing is not None:
+                parts.append(parsing.result())
+            parsing = chunk
+        if parsing is not None:
+            parts.append(parsing.result())
+    frame = _pending_frame(parts, secrets)
     frame.attrs.update(counts)
     if counts["corrupt"]:
         logger.warning("%d corrupt entries left out of the pending frame of %s",
@@ -100,89 +115,74 @@ def pending_jobs_frame(
 
 
 def _pending_chunk(
-    entries: queries.QueueEntries, counts: dict[str, int], secrets: frozenset[str]
-) -> pd.DataFrame | None:
-    documents, ranks, statuses = [], [], []
-    for offset, (data, status) in enumerate(zip(entries.data, entries.status)):
-        if data is None:
-            counts["orphans"] += 1
-            continue
-        if status is not None and status != b"pending":
-            counts["not_pending"] += 1
-            continue
-        # Counted once for both checks below (this loop runs once per job).
-        containers = data.count(b"{") + data.count(b"[")
-        try:
-            document = None
-            if containers <= MAX_JSON_DEPTH or not nests_too_deep(data):
-                document = json.loads(data)
-        except (ValueError, RecursionError):
-            document = None
-        if type(document) is not dict:
-            counts["corrupt"] += 1
-            continue
-        if containers > 1 and may_hold_secret(data, secrets):
-            # Nested objects or lists: a secret may sit below the top level.
-            # Top-level secrets are hidden by column in _typed_pending.
-            redact(document, secrets)
-        document["id"] = entries.ids[offset]
-        documents.append(document)
-        ranks.append(entries.first_rank + offset)
-        statuses.append("pending")
-    if not documents:
-        return None
-    chunk = pd.DataFrame(documents)
-    chunk.insert(0, "rank", ranks)
-    chunk["status"] = statuses
-    return chunk
+    entries: queries.QueueEntries, secrets: frozenset[str], counts: dict[str, int], exact: bool
+) -> JobColumns:
+    data, status = entries.data, entries.status
+    if None not in data and status.count(b"pending") == len(status):
+        ranks = np.arange(entries.first_rank, entries.first_rank + len(data))
+        raw_ids, values = entries.raw_ids, data
+    else:
+        kept = []
+        for offset, (value, state) in enumerate(zip(data, status)):
+            if value is None:
+                counts["orphans"] += 1
+            elif state is not None and state != b"pending":
+                counts["not_pending"] += 1
+            else:
+                kept.append(offset)
+        ranks = entries.first_rank + np.array(kept, dtype=np.int64)
+        raw_ids, values = [entries.raw_ids[i] for i in kept], [data[i] for i in kept]
+    if not values:
+        return empty_columns()
+    if exact:
+        ids = [raw.decode("utf-8", "replace") for raw in raw_ids]
+        columns, corrupt = exact_columns(ranks.tolist(), ids, values, secrets)
+    else:
+        columns, corrupt = arrow_columns(ranks, raw_ids, values, secrets)
+    counts["corrupt"] += corrupt
+    return columns
 
 
-def _typed_pending(frame: pd.DataFrame, secrets: frozenset[str]) -> pd.DataFrame:
+def _pending_frame(parts: list[JobColumns], secrets: frozenset[str]) -> pd.DataFrame:
+    """One frame of every chunk's columns: typed once, at the end, from Arrow."""
+    parts = [part for part in parts if part.rows] or [empty_columns()]
+    table = pa.concat_tables([part.table for part in parts])
+    extra = concat_extra(parts)
+    table = hide_secrets(table, extra, secrets)
+    rows = table.num_rows
+    priority = pd.Series(pc.fill_null(table.column("priority"), 0).to_numpy(), dtype="int64")
+    columns: dict[str, Any] = {
+        "rank": pd.Series(table.column("rank").to_numpy(), dtype="int64"),
+        "id": _text(table.column("id")),
+        "priority": priority,
+        "priority_label": priority_label(priority),
+        "status": pd.Series(pd.array(["pending"], dtype="string").repeat(rows)),
+    }
     for name, dtype in PENDING_COLUMNS.items():
-        if name == "priority_label":
+        if name in columns:
             continue
-        if name not in frame.columns:
-            frame[name] = pd.Series(pd.NA if dtype != UTC_NS else pd.NaT, index=frame.index)
-        frame[name] = _convert(frame[name], dtype)
-    frame["priority_label"] = priority_label(frame["priority"])
-    ordered = list(PENDING_COLUMNS) + [c for c in frame.columns if c not in PENDING_COLUMNS]
-    frame = frame[ordered]
-    for name in frame.columns:
-        if isinstance(name, str) and is_secret_key(name, secrets):
-            frame[name] = frame[name].where(frame[name].isna() | (frame[name] == ""), REDACTED)
-    return frame
-
-
-def _convert(column: pd.Series, dtype: Any) -> pd.Series:
-    """A column of JSON values in the frame's dtype; values of the wrong JSON type become missing.
-
-    Columns that pandas already inferred cleanly are cast directly; only mixed
-    (object) columns pay for a per-value type check.
-    """
-    kind = column.dtype.kind
-    if dtype == UTC_NS:
-        # .map(type).eq(str): one type check per value, faster than isinstance; the
-        # stubs take no type object in eq, hence the ignores here and below.
-        text = column if kind != "O" else column.where(column.map(type).eq(str))  # type: ignore[arg-type]
-        text = text.replace(GO_ZERO_TIME, None)
-        times = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-        return times.astype(UTC_NS)
-    if dtype in ("int64", "Int64"):
-        if kind in "iu":
-            numbers = column
-        elif kind == "f":
-            numbers = column.where(column == column.round())
+        column = table.column(name)
+        if dtype == UTC_NS:
+            columns[name] = pd.Series(column.to_pandas(), dtype=UTC_NS) if rows else pd.Series(dtype=UTC_NS)
+        elif dtype == "string":
+            columns[name] = _text(column)
         else:
-            numbers = pd.to_numeric(  # type: ignore[call-overload]
-                column.where(column.map(type).eq(int)), errors="coerce")  # type: ignore[arg-type]
-        numbers = numbers.astype("Int64")
-        return numbers if dtype == "Int64" else numbers.fillna(0).astype("int64")
-    if dtype == "boolean":
-        return (column if kind == "b"
-                else column.where(column.map(type).eq(bool))).astype("boolean")  # type: ignore[arg-type]
-    if kind == "O":
-        column = column.where(column.map(type).eq(str))  # type: ignore[arg-type]
-    return column.astype(dtype)
+            columns[name] = pd.Series(pd.api.types.pandas_dtype(dtype).__from_arrow__(column))
+    for name in sorted(extra):
+        # a field named like a column the frame adds is kept beside it
+        columns[name if name not in columns else f"json.{name}"] = pd.Series(_object_array(extra[name]), dtype=object)
+    return pd.DataFrame(columns, copy=False)
+
+
+def _text(column: pa.ChunkedArray) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(column), dtype="string")
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    # filling an empty object array never broadcasts a list value into a second dimension
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def processing_frame(q: QueueService) -> pd.DataFrame:
@@ -195,30 +195,28 @@ def processing_frame(q: QueueService) -> pd.DataFrame:
         held = queries.held_jobs(q.redis, q.keys)
     if not held.ids:
         return empty_frame(PROCESSING_COLUMNS)
-    rows = []
-    for job_id, leased_ms, data, status in zip(held.ids, held.leased_at_ms, held.data, held.status):
-        try:
-            document = json.loads(data) if data is not None and not nests_too_deep(data) else {}
-        except (ValueError, RecursionError):
-            document = {}
-        if type(document) is not dict:
-            document = {}
-        rows.append({
-            "id": job_id,
-            "priority": document.get("priority"),
-            "status": status.decode("utf-8", "replace") if status is not None else None,
-            "leased_at": leased_ms,
-            "held_s": (held.server_time_ms - leased_ms) / 1000 if leased_ms is not None else None,
-            "username": document.get("username"),
-            "count": document.get("count"),
-            "test_mode": document.get("test_mode"),
-            "created_at": document.get("created_at"),
-        })
-    frame = pd.DataFrame(rows)
-    frame["leased_at"] = pd.to_datetime(frame["leased_at"], unit="ms", utc=True).astype(UTC_NS)
-    frame["held_s"] = pd.to_numeric(frame["held_s"], errors="coerce").astype("float64")
-    for name in ("id", "status", "username", "count", "test_mode", "created_at", "priority"):
-        frame[name] = _convert(frame[name], PROCESSING_COLUMNS[name])
+    # The job fields are read as the pending frame reads them (job_columns_arrow):
+    # Go's types and times, and nothing of a corrupt or vanished job.
+    present = [i for i, data in enumerate(held.data) if data is not None]
+    columns, _corrupt = arrow_columns(
+        np.array(present, dtype=np.int64), [held.ids[i].encode() for i in present],
+        [held.data[i] for i in present], SECRET_FIELDS,
+    )
+    job = _pending_frame([columns], SECRET_FIELDS).set_index("rank").reindex(range(len(held.ids)))
+    leased = pd.array(held.leased_at_ms, dtype="Float64")
+    frame = pd.DataFrame({
+        "id": pd.array(held.ids, dtype="string"),
+        "priority": job["priority"].astype("Int64").where(job["id"].notna()).array,
+        "status": pd.array([s.decode("utf-8", "replace") if s is not None else None for s in held.status],
+                           dtype="string"),
+        "leased_at": pd.to_datetime(leased.to_numpy(dtype="float64", na_value=np.nan), unit="ms", utc=True)
+        .astype(UTC_NS),
+        "held_s": ((held.server_time_ms - leased) / 1000).to_numpy(dtype="float64", na_value=np.nan),
+        "username": job["username"].array,
+        "count": job["count"].array,
+        "test_mode": job["test_mode"].array,
+        "created_at": job["created_at"].array,
+    })
     frame["priority_label"] = priority_label(frame["priority"])
     frame = frame[list(PROCESSING_COLUMNS)]
     return frame.sort_values("held_s", ascending=False, na_position="last", ignore_index=True)
