@@ -46,8 +46,8 @@ from botrix_toolkit.core.models import (
     validate_job_id,
 )
 from botrix_toolkit.core.node_pipelines import run_on_queue_node
-from botrix_toolkit.core.reconnect import ReconnectRetry
 from botrix_toolkit.core.packed_calls import PackedCalls, packed_evalsha
+from botrix_toolkit.core.reconnect import ReconnectRetry
 from botrix_toolkit.core.redaction import SECRET_FIELDS, redact_url
 from botrix_toolkit.core.scripting import Scripts, as_text, translated_errors
 from botrix_toolkit.core.server_url import check_server_url
