@@ -34,6 +34,8 @@ _DETAIL_SKIP = frozenset({"job_id", "status", "priority"})
 class JobLife:
     """A job as the server holds it now and as the recorder saw it change.
 
+    ``started_at``: when it was last claimed (the server's, else the last
+    ``running`` event seen); ``completed_at``: when it ended;
     ``fields``: (field, value) rows of the job, secrets shown as ``***`` and
     nested values as JSON text, or None when the job's data is gone;
     ``events``: EVENT_COLUMNS, oldest first; ``result``: its result as JSON
@@ -99,6 +101,11 @@ def read_job_life(q: QueueService, job_id: str, events: pd.DataFrame) -> JobLife
         fields = pd.DataFrame({"field": list(shown), "value": [_as_text(v) for v in shown.values()]})
         if isinstance(job.extra.get(RETRIES_FIELD), int):
             retries = max(retries, job.extra[RETRIES_FIELD])
+    if started is None and status != "pending":
+        # the job no longer runs: its last claim, as the recorder saw it
+        claims = seen[(seen["event"] == "status_updated") & (seen["status"] == "running")]
+        if not claims.empty:
+            started = pd.Timestamp(claims["received_at"].iloc[-1])
     try:
         result = json.dumps(redact(json.loads(q.get_job_result(job_id))), ensure_ascii=False)
     except (BotrixError, ValueError):
