@@ -232,7 +232,7 @@ def test_a_jobs_whole_life_in_the_browser(dashboard_url: str, queue: QueueServic
 
             def offered(job_id: str) -> None:
                 """Waits until the picker lists the job (the page's recorder has seen it)."""
-                deadline = time.monotonic() + WAIT_MS / 1000
+                deadline = time.monotonic() + 3 * WAIT_MS / 1000  # a new page starts its recorder
                 while time.monotonic() < deadline:
                     # with no job to offer the picker is disabled: wait for the recorder's first
                     if picker.count() and picker.is_enabled():
