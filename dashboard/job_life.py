@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from botrix_toolkit.dashboard.cells import cell, shown
 
 from botrix_toolkit import BotrixError, JobNotFoundError
 from botrix_toolkit.core.redaction import redact
@@ -56,9 +57,9 @@ class JobLife:
 
 
 def _as_text(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else str(value)
+    """A value as the page shows it: cut, escaped, nested values as JSON text."""
+    shown_value = cell(value)
+    return "" if shown_value is None else str(shown_value)
 
 
 def job_events(events: pd.DataFrame, job_id: str) -> pd.DataFrame:
@@ -97,8 +98,9 @@ def read_job_life(q: QueueService, job_id: str, events: pd.DataFrame) -> JobLife
         status = job.status
         started = pd.Timestamp(job.started_at) if job.started_at else None
         ended = pd.Timestamp(job.completed_at) if job.completed_at else None
-        shown = redact(copy.deepcopy(job.to_dict(redact=True)))
-        fields = pd.DataFrame({"field": list(shown), "value": [_as_text(v) for v in shown.values()]})
+        visible = redact(copy.deepcopy(job.to_dict(redact=True)))
+        fields = pd.DataFrame({"field": [shown(name) for name in visible],
+                               "value": [_as_text(v) for v in visible.values()]})
         if isinstance(job.extra.get(RETRIES_FIELD), int):
             retries = max(retries, job.extra[RETRIES_FIELD])
     if started is None and status != "pending":
@@ -107,7 +109,7 @@ def read_job_life(q: QueueService, job_id: str, events: pd.DataFrame) -> JobLife
         if not claims.empty:
             started = pd.Timestamp(claims["received_at"].iloc[-1])
     try:
-        result = json.dumps(redact(json.loads(q.get_job_result(job_id))), ensure_ascii=False)
+        result = shown(json.dumps(redact(json.loads(q.get_job_result(job_id))), ensure_ascii=False), 2000)
     except (BotrixError, ValueError):
         result = None
     return JobLife(job_id, status, started, ended, fields, seen, result, retries, problem)
@@ -119,9 +121,9 @@ def job_choices(pending: pd.DataFrame, processing: pd.DataFrame, events: pd.Data
     choices: dict[str, str] = {}
     for frame, where in ((processing, "processing"), (pending, "pending")):
         for job_id in frame.get("id", pd.Series(dtype="string")).astype("string").dropna():
-            choices.setdefault(str(job_id), f"{job_id} · {where}")
+            choices.setdefault(str(job_id), f"{shown(str(job_id))} · {where}")
     if not events.empty and "job_id" in events.columns:
         recent = events["job_id"].astype("string").dropna()[::-1].drop_duplicates()
         for job_id in recent[:limit]:
-            choices.setdefault(str(job_id), f"{job_id} · recent events")
+            choices.setdefault(str(job_id), f"{shown(str(job_id))} · recent events")
     return dict(list(choices.items())[:limit])

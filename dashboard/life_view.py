@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 from botrix_toolkit.dashboard import job_life, snapshot, state
+from botrix_toolkit.dashboard.cells import shown
 
 PICKER_KEY = "life_job"
 EVENT_COLUMN_LABELS = {
@@ -28,7 +29,7 @@ def job_life_panel(conn: state.Connection, snap: snapshot.QueueSnapshot, events:
     current = st.session_state.get(PICKER_KEY)
     if current and current not in choices:
         # it left the lists (finished, its events aged out): keep showing it
-        choices = {current: f"{current} · picked", **choices}
+        choices = {current: f"{shown(current)} · picked", **choices}
     picked = st.selectbox(
         "Job", list(choices), index=None, format_func=lambda job_id: choices.get(job_id, job_id),
         key=PICKER_KEY, placeholder="a pending, processing or recently seen job",
@@ -38,12 +39,12 @@ def job_life_panel(conn: state.Connection, snap: snapshot.QueueSnapshot, events:
         return
     life = job_life.read_job_life(conn.q, picked, events)
     cols = st.columns(4)
-    cols[0].metric("status", life.status or "unknown")
+    cols[0].metric("status", shown(life.status or "unknown"))
     cols[1].metric("started (UTC)", _moment(life.started_at), help="when a worker claimed it")
     cols[2].metric("ended (UTC)", _moment(life.completed_at), help="when it completed, failed or was cancelled")
     cols[3].metric("retries", f"{life.retries:,}", help="times it failed and was put back in the queue")
     if life.problem:
-        st.warning(f"Job {picked}: {life.problem}.")
+        st.warning(f"Job {shown(picked)}: {shown(life.problem)}.")
     left, right = st.columns([2, 3])
     with left:
         st.markdown("**Fields** (secrets shown as `***`)")
