@@ -66,8 +66,10 @@ views.live_view(conn, views.PageOptions(
 
 st.subheader("Actions")
 add_tab, cancel_tab, maintenance_tab = st.tabs(["Add jobs", "Cancel a job", "Maintenance"])
+reachable = views.server_reachable()
+views.actions_drawn(reachable)
 with add_tab:
-    controls.add_jobs_form(conn)
+    controls.add_jobs_form(conn, enabled=reachable)
 with cancel_tab:
     controls.cancel_by_id_form(conn)
 with maintenance_tab:

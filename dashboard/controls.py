@@ -67,22 +67,31 @@ def _attempt(action: Callable[[], Any]) -> tuple[bool, Any]:
 
 # -- adding ----------------------------------------------------------------------
 
-def add_jobs_form(conn: state.Connection) -> None:
-    """Priority, count, test mode, username, extra JSON fields and copies, added in bulk."""
+def add_jobs_form(conn: state.Connection, enabled: bool = True) -> None:
+    """Priority, count, test mode, username, extra JSON fields and copies, added in bulk.
+
+    Disabled (``enabled`` False) while the server cannot be reached: nothing a
+    person types there could be added.
+    """
+    if not enabled:
+        st.warning("The queue server cannot be reached: adding jobs is disabled until it answers.",
+                   icon=":material/cloud_off:")
+    off = not enabled
     with st.form("add_jobs", clear_on_submit=False):
         left, right = st.columns(2)
         priority = left.selectbox("Priority", ["high", "normal", "low"], index=1,
-                                  key="add_priority")
+                                  key="add_priority", disabled=off)
         # float widgets showing whole numbers: see the sidebar's in app.py
         count = right.number_input("Accounts per job (count)", min_value=1.0, value=1.0, step=1.0,
-                                   format="%.0f", key="add_count")
-        username = left.text_input("Username", key="add_username")
+                                   format="%.0f", key="add_count", disabled=off)
+        username = left.text_input("Username", key="add_username", disabled=off)
         copies = right.number_input("How many copies", min_value=1.0, max_value=float(MAX_COPIES),
-                                    value=1.0, step=1.0, format="%.0f", key="add_copies")
-        test_mode = st.checkbox("Test mode", key="add_test_mode")
+                                    value=1.0, step=1.0, format="%.0f", key="add_copies", disabled=off)
+        test_mode = st.checkbox("Test mode", key="add_test_mode", disabled=off)
         extra_text = st.text_area("Extra fields (JSON object, optional)", key="add_extra",
-                                  placeholder='{"source": "dashboard"}', height=80)
-        submitted = st.form_submit_button("Add jobs", type="primary")
+                                  placeholder='{"source": "dashboard"}', height=80,
+                                  disabled=off)
+        submitted = st.form_submit_button("Add jobs", type="primary", disabled=off)
     if not submitted:
         return
     # The widgets' bounds hold in the browser only: a crafted message can send NaN, 1e300, -1.

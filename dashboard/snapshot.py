@@ -30,8 +30,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_TOP_N = 100
 DEFAULT_STALL_TIMEOUT_S = 60.0
 DEFAULT_WINDOW_MIN = 5
-# "jobs per second now" averages over this many seconds of events.
-RATE_WINDOW_S = 10
+# "jobs per second now" averages over the bins that began in the last this many
+# seconds: short, so that it reads 0 soon after the last job ended.
+RATE_WINDOW_S = 5
 # Go bookkeeping fields that are empty or zero while a job waits: left out of the table.
 UNINFORMATIVE_COLUMNS = frozenset({"priority", "updated_at", "deleted_at", "started_at",
                                    "completed_at", "progress", "successful", "failed"})
@@ -104,7 +105,8 @@ def activity(events: pd.DataFrame, now: pd.Timestamp) -> Activity:
     table = analysis.throughput(events, freq="1s")
     waits = analysis.latency(events)
     last_minute = table[table.index >= now - pd.Timedelta(seconds=60)]
-    last_seconds = table[table.index >= (now - pd.Timedelta(seconds=RATE_WINDOW_S)).floor("1s")]
+    # Bins that began within the window: none once nothing happened for RATE_WINDOW_S.
+    last_seconds = table[table.index > now - pd.Timedelta(seconds=RATE_WINDOW_S)]
     finished = int(last_seconds["completed"].sum() + last_seconds["failed"].sum())
     return Activity(
         throughput=table,
@@ -113,6 +115,18 @@ def activity(events: pd.DataFrame, now: pd.Timestamp) -> Activity:
         failed_last_minute=int(last_minute["failed"].sum()),
         jobs_per_second=finished / RATE_WINDOW_S,
     )
+
+
+def connection_problem(message: str, server: str) -> str:
+    """What went wrong reaching ``server``, without naming it again and without a final full stop.
+
+    Errors say "cannot reach <server>: <cause>."; a banner that names the
+    server itself wants only the cause, to end with its own punctuation.
+    """
+    lead = f"cannot reach {server}: "
+    if message.lower().startswith(lead.lower()):
+        message = message[len(lead):]
+    return message.strip().rstrip(".").strip() or "no answer"
 
 
 def queue_figures(snapshot: QueueSnapshot) -> dict[str, go.Figure]:

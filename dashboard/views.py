@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
-from botrix_toolkit.dashboard import controls, snapshot, state
+from botrix_toolkit.dashboard import controls, life_view, snapshot, state
 
 from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError
 from botrix_toolkit.frames import analysis, plots
@@ -94,16 +94,41 @@ def all_queues_view(settings: state.Settings) -> None:
 
 
 def unreachable_message(conn: state.Connection, exc: BotrixError) -> None:
-    """A friendly error, never a traceback; the live refresh keeps trying."""
+    """A friendly error naming the server once, never a traceback; the live refresh keeps trying."""
     st.error(
-        f"Cannot reach the queue server at {conn.display_url}: {exc}. "
+        f"Cannot reach the queue server at {conn.display_url}: "
+        f"{snapshot.connection_problem(str(exc), conn.display_url)}. "
         "The page retries on every refresh and recovers when the server is back.",
         icon=":material/cloud_off:",
     )
 
 
+# Whether the last refresh reached the server, and what the actions were drawn with.
+_REACHABLE = "botrix_server_reachable"
+_ACTIONS_DRAWN_REACHABLE = "botrix_actions_drawn_reachable"
+
+
+def server_reachable() -> bool:
+    """What the last refresh found: False while the server cannot be reached."""
+    return bool(st.session_state.get(_REACHABLE, True))
+
+
+def actions_drawn(reachable: bool) -> None:
+    """Notes what the actions (the add form) were drawn with, for the live refresh to compare."""
+    st.session_state[_ACTIONS_DRAWN_REACHABLE] = reachable
+
+
+def _note_reachable(reachable: bool) -> None:
+    """Records the refresh's finding; redraws the whole page when the actions show the other."""
+    st.session_state[_REACHABLE] = reachable
+    drawn = st.session_state.get(_ACTIONS_DRAWN_REACHABLE)
+    if drawn is not None and drawn != reachable:
+        st.session_state[_ACTIONS_DRAWN_REACHABLE] = reachable  # once per change
+        st.rerun(scope="app")
+
+
 def live_view(conn: state.Connection, options: PageOptions) -> None:
-    """Headline figures, charts and tables, redrawn every ``refresh_s`` s while live."""
+    """Headline figures, charts, tables and a job's life, redrawn every ``refresh_s`` s while live."""
 
     @st.fragment(run_every=options.refresh_s if options.live else None)
     def _refresh() -> None:
@@ -111,26 +136,29 @@ def live_view(conn: state.Connection, options: PageOptions) -> None:
             snap = snapshot.take_snapshot(conn.q, options.top_n)
         except BotrixError as exc:
             unreachable_message(conn, exc)
+            _note_reachable(not isinstance(exc, ServerConnectionError))
             return
-        live = _recent_activity(options, snap.taken_at)
+        _note_reachable(True)
+        events = _recent_events(options, snap.taken_at)
+        live = None if events is None else snapshot.activity(events, snap.taken_at)
         _headline(snap, live, options)
         _charts(snap, live, options)
         _tables(conn, snap, options)
+        life_view.job_life_panel(conn, snap, events if events is not None else pd.DataFrame())
         st.caption(f"updated {snap.taken_at:%H:%M:%S} UTC"
                    + ("" if options.live else " · live updates paused"))
 
     _refresh()
 
 
-def _recent_activity(options: PageOptions, now: pd.Timestamp) -> snapshot.Activity | None:
+def _recent_events(options: PageOptions, now: pd.Timestamp) -> pd.DataFrame | None:
     """The last ``window_min`` minutes from the shared recorder; None if it cannot record."""
     try:
         recorder = state.event_recorder(*state.settings_key(options.settings))
     except ServerConnectionError as exc:
         logger.info("event recorder not running: %s", exc)
         return None
-    events = snapshot.recent_events(recorder.frame(), options.window_min, now)
-    return snapshot.activity(events, now)
+    return snapshot.recent_events(recorder.frame(), options.window_min, now)
 
 
 def _headline(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None,

@@ -175,3 +175,48 @@ def test_every_command_on_a_server_takes_the_same_redis_url_and_prefix_options()
     assert "prefix" not in options["bench"], "bench keeps its keys under a prefix of its own"
 
 
+@pytest.mark.parametrize(("argv", "scenario"), [(["simulate", "--help"], "steady"),
+                                                (["simulate", "burst", "--help"], "burst")])
+def test_simulate_help_shows_the_chosen_scenarios_values(
+    capsys: pytest.CaptureFixture[str], argv: list[str], scenario: str
+) -> None:
+    from botrix_toolkit.sim.scenarios import Scenario
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    chosen = Scenario.load(scenario)
+    assert chosen.service_mean_s != Scenario().service_mean_s, "the file differs from the built-in default"
+    assert f"service mean s [{scenario}: {chosen.service_mean_s:g}]" in shown
+    assert f"workers [{scenario}: {chosen.workers}]" in shown
+    assert f"{Scenario().service_mean_s:g}]" not in shown
+    assert "scenario default" not in shown
+
+
+def test_dashboard_to_a_dead_server_says_so_in_the_terminal_and_keeps_serving(tmp_path: Path) -> None:
+    from tests.waiting import wait_for, wait_for_dashboard
+
+    dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    port = free_port()
+    log = (tmp_path / "dashboard.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "botrix_toolkit.cli", "dashboard", "--redis-url", dead, "--port", str(port)],
+        env={**os.environ, "BOTRIX_HOME": str(tmp_path)}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_dashboard(f"http://127.0.0.1:{port}", process, log, timeout=120)  # still serving
+
+        def said() -> str:
+            log.seek(0)
+            return log.read()
+
+        wait_for(lambda: "cannot be reached" in said(), "the terminal message", timeout=30)
+        line = next(line for line in said().splitlines() if "cannot be reached" in line)
+        assert "redis://:***@127.0.0.1" in line and "hunter2" not in said()
+        assert "retries" in line
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(20)
+        log.close()

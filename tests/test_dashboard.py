@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from botrix_toolkit.dashboard import snapshot
 from botrix_toolkit.dashboard.cells import MAX_CELL_CHARS
 from botrix_toolkit.dashboard.state import DEPTH_SAMPLE_INTERVAL_S, DepthHistory
 from streamlit.testing.v1 import AppTest
@@ -24,6 +25,7 @@ from botrix_toolkit import QueueService
 from botrix_toolkit.cli import main as cli
 from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH
 from botrix_toolkit.server.ports import free_port
+from tests.waiting import wait_for
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 TIMEOUT_S = 60  # the first run imports plotly and pandas; generous on a shared machine
@@ -223,6 +225,25 @@ def test_unreachable_server_is_a_message_not_a_traceback(
     assert any("unreachable, nothing was changed" in s for s in texts(at.error)), texts(at.error)
 
 
+def test_the_unreachable_banner_names_the_server_once_and_the_add_form_is_disabled(
+    monkeypatch: pytest.MonkeyPatch, key_prefix: str
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("BOTRIX_REDIS_URL", url)
+    monkeypatch.setenv("BOTRIX_PREFIX", key_prefix)
+    monkeypatch.delenv("BOTRIX_DASHBOARD_PASSWORD", raising=False)
+
+    at = run_page()
+
+    assert_no_exception(at)
+    [banner] = [text for text in texts(at.error) if "Cannot reach the queue server" in text]
+    assert banner.count(url) == 1, banner
+    assert ".." not in banner and ". ." not in banner, banner
+    assert button(at, "Add jobs").disabled
+    assert at.selectbox(key="add_priority").disabled and at.number_input(key="add_copies").disabled
+    assert any("adding jobs is disabled" in text for text in texts(at.warning)), texts(at.warning)
+
+
 def test_job_secrets_and_html_are_never_rendered(page_env: None, queue: QueueService) -> None:
     [job_id] = queue.add_jobs([{"priority": 1, "username": "<b>bob</b>", "password": SECRET,
                                 "extra": {"note": "<script>alert(1)</script>"}}])
@@ -358,11 +379,14 @@ def test_page_recovers_when_the_server_comes_back(
         assert_no_exception(at)
         assert any("Cannot reach the queue server" in s for s in texts(at.error))
 
+        assert button(at, "Add jobs").disabled
+
         assert EmbeddedServer(data_dir=tmp_path, port=port).start() == url  # same data (AOF)
         at.run()
         assert_no_exception(at)
         assert not at.error
         assert metrics(at)["pending"] == "2"
+        assert not button(at, "Add jobs").disabled
     finally:
         EmbeddedServer(data_dir=tmp_path).stop()
 
@@ -524,3 +548,96 @@ def test_an_unusable_url_is_refused_on_the_page_with_its_password_hidden(
     errors = texts(at.sidebar.error)
     assert len(errors) == 1 and "is not usable" in errors[0] and ":***@" in errors[0], errors
     assert "pw123" not in everything_rendered(at)
+
+
+def test_an_empty_queue_depth_chart_has_a_zero_to_one_axis_and_steps(page_env: None, queue: QueueService) -> None:
+    figure = chart_spec(run_page(), "Queue depth")
+    assert figure["layout"]["yaxis"]["range"] == [0, 1]
+    assert figure["layout"]["xaxis"]["tickformat"] == "%H:%M:%S"
+    assert {trace["line"]["shape"] for trace in figure["data"]} == {"hv"}
+
+
+def test_jobs_per_second_now_falls_to_zero_when_nothing_happens() -> None:
+    start = pd.Timestamp("2026-11-29T10:00:00Z")
+    rows = []
+    for n in range(80):  # 8 s of 10 completions a second
+        at = start + pd.Timedelta(milliseconds=100 * n)
+        rows += [{"received_at": at, "timestamp": at.floor("1s"), "event": "status_updated", "job_id": f"j{n}",
+                  "status": status, "priority": 1, "data": {}} for status in ("running", "completed")]
+    events = pd.DataFrame(rows)
+    last = start + pd.Timedelta(milliseconds=7900)
+    busy = snapshot.activity(events, last + pd.Timedelta(milliseconds=50))
+    assert busy.jobs_per_second > 5
+    quiet_for = pd.Timedelta(seconds=snapshot.RATE_WINDOW_S + 1)
+    idle = snapshot.activity(snapshot.recent_events(events, 5, last + quiet_for), last + quiet_for)
+    assert idle.jobs_per_second == 0.0
+    assert idle.completed_last_minute == 80  # the minute's count still shows what happened
+
+
+def test_connection_problem_drops_the_repeated_server_and_the_full_stop() -> None:
+    server = "redis://127.0.0.1:1/0"
+    message = f"cannot reach {server}: Error 111 connecting to 127.0.0.1:1. Connection refused."
+    assert snapshot.connection_problem(message, server) == "Error 111 connecting to 127.0.0.1:1. Connection refused"
+    assert snapshot.connection_problem("timed out.", server) == "timed out"
+
+
+def pick_job(at: AppTest, job_id: str) -> None:
+    """Chooses ``job_id`` in the job picker (its options read "<id> · <where>")."""
+    picker = at.selectbox(key="life_job")
+    labels = list(picker.options)
+    picker.select_index(next(i for i, label in enumerate(labels) if label.startswith(f"{job_id} ·"))).run()
+
+
+LIFE_TABLES = {"life_events": {"event", "detail"}, "life_fields": {"field", "value"}}
+
+
+def life_rows(at: AppTest, table: str) -> pd.DataFrame:
+    """The job's events or fields table, found by its columns."""
+    matches = [frame.value for frame in at.dataframe if LIFE_TABLES[table] <= set(frame.value.columns)]
+    return matches[0] if matches else pd.DataFrame(columns=sorted(LIFE_TABLES[table]))
+
+
+def test_a_jobs_whole_life_on_one_screen(page_env: None, queue: QueueService) -> None:
+    at = run_page()  # starts the page's event recorder: it sees what follows
+    assert_no_exception(at)
+    queue.add_job({"id": "life-1", "priority": 2, "username": "ana", "password": SECRET,
+                   "extra": {"nested": {"Password": SECRET}}})
+    queue.add_job({"id": "life-2", "priority": 1})
+    assert queue.dequeue_job().id == "life-1"
+    queue.fail_job("life-1", requeue=True, error="proxy down")  # a retry, now normal priority
+    assert [job.id for job in queue.dequeue_jobs(2)] == ["life-2", "life-1"]
+    queue.save_job_result("life-1", {"accounts": ["a1"], "password": SECRET})
+    queue.complete_job("life-1")
+
+    def recorded_all() -> bool:
+        at.run()
+        if not any(label.startswith("life-1 ·") for label in at.selectbox(key="life_job").options):
+            return False
+        pick_job(at, "life-1")
+        return len(life_rows(at, "life_events")) >= 9
+
+    # added, claimed, failed and put back, claimed, completed: nine events
+    wait_for(recorded_all, "the recorder to see life-1's nine events", timeout=30)
+    assert_no_exception(at)
+    shown = metrics(at)
+    assert (shown["status"], shown["retries"]) == ("completed", "1")
+    assert shown["started (UTC)"] != "–" and shown["ended (UTC)"] != "–"
+    events = life_rows(at, "life_events")
+    assert list(events["event"])[:2] == ["status_updated", "job_added"]
+    assert list(events["event"])[-2:] == ["status_updated", "job_completed"]
+    assert any("proxy down" in detail for detail in events["detail"])
+    fields = dict(zip(*life_rows(at, "life_fields")[["field", "value"]].T.values))
+    assert (fields["username"], fields["password"], fields["priority"]) == ("ana", "***", "1")
+    assert '"accounts": ["a1"]' in at.code[0].value
+    assert SECRET not in everything_rendered(at)
+
+
+def test_the_job_picker_offers_pending_and_processing_jobs(page_env: None, queue: QueueService) -> None:
+    queue.add_jobs([{"id": "held"}, {"id": "waiting"}])
+    queue.dequeue_job()
+    at = run_page()
+    assert {"held · processing", "waiting · pending"} <= set(at.selectbox(key="life_job").options)
+    pick_job(at, "waiting")
+    assert_no_exception(at)
+    assert metrics(at)["status"] == "pending"
+    assert metrics(at)["started (UTC)"] == "–"

@@ -32,6 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACT = REPO / "test-artifacts" / "dashboard.png"
 STARTUP_TIMEOUT_S = 60
 WAIT_MS = 30_000  # UI waits: generous, the machine is shared
+LIFE_ARTIFACT = REPO / "test-artifacts" / "dashboard-job-life.png"
+UNREACHABLE_ARTIFACT = REPO / "test-artifacts" / "dashboard-unreachable.png"
+SECRET = "hunter2-Secret-7f3a"
+DEAD_SERVER = "redis://:" + SECRET + "@127.0.0.1:{port}/0"
 
 
 def _browser_or_skip() -> None:
@@ -57,6 +61,16 @@ def _browser_or_skip() -> None:
 @pytest.fixture
 def dashboard_url(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[str]:
     """`botrix dashboard` on a free port, serving the test's queue; stopped afterwards."""
+    yield from _serve_dashboard(redis_url, key_prefix, tmp_path)
+
+
+@pytest.fixture
+def dead_server_dashboard_url(key_prefix: str, tmp_path: Path) -> Iterator[str]:
+    """`botrix dashboard` pointed at a port where no server listens."""
+    yield from _serve_dashboard(DEAD_SERVER.format(port=free_port()), key_prefix, tmp_path)
+
+
+def _serve_dashboard(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[str]:
     _browser_or_skip()
     port = free_port()
     env = {**os.environ, "BOTRIX_HOME": str(tmp_path)}
@@ -198,3 +212,91 @@ def test_a_hostile_queue_renders_and_sends_no_secret_nor_megabyte(dashboard_url:
     assert b"x" * 1000 not in sent
     assert "\u202e".encode() not in sent
     assert queue.get_queue_length() == 4
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def test_a_jobs_whole_life_in_the_browser(dashboard_url: str, queue: QueueService) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 3400})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(dashboard_url)
+            expect(page.get_by_role("heading", name="A job's life")).to_be_visible()
+            picker = page.get_by_role("combobox", name="Job")
+
+            def offered(job_id: str) -> None:
+                """Waits until the picker lists the job (the page's recorder has seen it)."""
+                deadline = time.monotonic() + 3 * WAIT_MS / 1000  # a new page starts its recorder
+                while time.monotonic() < deadline:
+                    # with no job to offer the picker is disabled: wait for the recorder's first
+                    if picker.count() and picker.is_enabled():
+                        picker.click()
+                        if page.get_by_role("option", name=re.compile(rf"^{job_id} ·")).count():
+                            page.keyboard.press("Escape")
+                            return
+                        page.keyboard.press("Escape")
+                    page.wait_for_timeout(1000)
+                raise AssertionError(f"the job picker never offered {job_id}")
+
+            queue.add_job({"id": "warm-up"})  # once the picker offers it, the recorder is listening
+            offered("warm-up")
+            queue.add_job({"id": "life-1", "priority": 2, "username": "ana", "password": SECRET})
+            queue.add_job({"id": "life-2"})
+            assert [job.id for job in queue.dequeue_jobs(2)] == ["life-1", "warm-up"]
+            queue.fail_job("life-1", requeue=True, error="proxy down")
+            assert [job.id for job in queue.dequeue_jobs(2)] == ["life-2", "life-1"]
+            queue.save_job_result("life-1", {"accounts": ["a1", "a2"]})
+            queue.complete_job("life-1")
+
+            # pick it by typing its id: its whole life is on the screen
+            offered("life-1")
+            picker.click()
+            page.keyboard.type("life-1")
+            page.get_by_role("option", name=re.compile(r"^life-1 ·")).click()
+            expect(page.get_by_text(re.compile(r"· 9 recorded by this dashboard"))).to_be_visible()
+            panel = page.get_by_test_id("stMetric").filter(has_text="retries")
+            expect(panel).to_contain_text("1")
+            expect(page.get_by_test_id("stMetric").filter(has_text="status")).to_contain_text("completed")
+            expect(page.get_by_test_id("stCode")).to_contain_text('"accounts": ["a1", "a2"]')
+            assert SECRET not in page.content()
+
+            # the depth chart draws steps on a whole-second axis
+            depth = page.locator(".js-plotly-plot").filter(has_text="Queue depth")
+            ticks = [tick for tick in depth.locator(".xtick").all_text_contents() if tick.strip()]
+            assert ticks and all(re.fullmatch(r"\d\d:\d\d:\d\d", tick.strip()) for tick in ticks), ticks
+
+            LIFE_ARTIFACT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(LIFE_ARTIFACT), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_an_unreachable_server_in_the_browser(dead_server_dashboard_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(dead_server_dashboard_url)
+            banner = page.get_by_test_id("stAlert").filter(has_text="Cannot reach the queue server")
+            expect(banner).to_be_visible()
+            text = banner.inner_text()
+            assert text.count("redis://:***@127.0.0.1") == 1 and ".." not in text, text
+            assert SECRET not in page.content()
+            page.get_by_role("tab", name="Add jobs").click()
+            expect(page.get_by_text("adding jobs is disabled until it answers")).to_be_visible()
+            form = page.get_by_test_id("stForm").filter(has_text="How many copies")
+            expect(form.get_by_role("button", name="Add jobs")).to_be_disabled()
+            expect(form.get_by_label("How many copies")).to_be_disabled()
+            UNREACHABLE_ARTIFACT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(UNREACHABLE_ARTIFACT), full_page=True)
+        finally:
+            browser.close()

@@ -109,3 +109,34 @@ def test_the_wire_format_page_names_every_key_and_event_the_toolkit_writes() -> 
     assert {"job_recovered", "job_orphan_removed", "job_added", "job_completed"} <= published
     for event in published:
         assert f"`{event}`" in page, f"docs/wire-format.md does not describe the {event} event"
+
+
+def readme_python_block(section: str) -> str:
+    """The first ```python block under the README heading ``section``."""
+    text = README.split(f"## {section}\n", 1)[1]
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_python_block_runs_as_pasted(embedded_server, monkeypatch) -> None:
+    from botrix_toolkit.core.cleanup import delete_keys_under
+    from botrix_toolkit.core.keys import DEFAULT_PREFIX
+
+    code = readme_python_block("Using it from Python")
+    remote = [line for line in code.splitlines() if "from_url(" in line]
+    assert remote and all(line.lstrip().startswith("#") for line in remote), "a remote host only as a comment"
+    assert "get_job(" in code and "get_job_status(" in code
+    monkeypatch.setenv("BOTRIX_REDIS_URL", embedded_server.url)  # what `connect()` reads first
+    namespace: dict = {}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)  # the README's own code
+        q = namespace["q"]
+        assert q.keys.prefix == DEFAULT_PREFIX
+        first = namespace["job"]
+        assert first.id == namespace["job_id"], "the high job, added first, is served first"
+        assert q.get_job(first.id).status == "completed" and q.get_job(first.id).completed_at is not None
+        assert q.get_job_status(namespace["held"].id) == "cancelled"  # requeued, then cleared
+        assert q.get_queue_length() == 0 and q.get_processing_count() == 0
+    finally:
+        if "q" in namespace:
+            delete_keys_under(namespace["q"].redis, f"{DEFAULT_PREFIX}:")
+            namespace["q"].close()

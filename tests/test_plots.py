@@ -130,6 +130,24 @@ def test_queue_depth_figure_stacks_levels_and_draws_processing() -> None:
                                                               for level in ("high", "normal", "low")]
 
 
+def test_queue_depth_is_drawn_as_steps_with_whole_second_ticks() -> None:
+    depth = queue_depth(stats_frame([(0, 4, 0, 0, 0), (18, 0, 0, 0, 0)]))
+    figure = queue_depth_figure(depth)
+    # a sample holds until the next: no straight climb drawn between sparse samples
+    assert [trace.line.shape for trace in figure.data] == ["hv"] * 4
+    assert figure.layout.xaxis.tickformat == "%H:%M:%S"
+    assert figure.layout.yaxis.rangemode == "tozero"
+
+
+def test_an_empty_queue_depth_has_a_zero_to_one_axis_over_a_minute() -> None:
+    depth = queue_depth(stats_frame([(0, 0, 0, 0, 0)]))  # one sample, nothing queued
+    figure = queue_depth_figure(depth)
+    assert tuple(figure.layout.yaxis.range) == (0, 1)
+    start, end = (pd.Timestamp(value) for value in figure.layout.xaxis.range)
+    assert end - start == pd.Timedelta(seconds=60)
+    assert figure.layout.xaxis.tickformat == "%H:%M:%S"
+
+
 @pytest.mark.parametrize("draw", [
     lambda: priority_distribution(stats_frame([(0, 0, 0, 0, 0)]).iloc[:0]),
     lambda: throughput_figure(throughput(make_events([]))),

@@ -75,7 +75,7 @@ def _queue_worker(url: str, prefix: str, tag: str, batch: int, slot: int,
 
 def _delete_queue(q: QueueService, tag: str, made: int) -> None:
     keys = q.keys
-    q.redis.delete(keys.queue, keys.processing, keys.leases)
+    q.redis.delete(keys.queue, keys.processing, keys.leases, keys.sequence)
     for start in range(0, made, 5000):
         ids = [f"{tag}-{n}" for n in range(start, min(made, start + 5000))]
         pipe = queue_pipeline(q.redis, keys)

@@ -23,12 +23,15 @@ from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.models import format_go_time, utc_now
 from botrix_toolkit.core.queue import QueueService
 
-# The same effects as add_jobs.lua for one job, without the toolkit's checks.
+# The same effects as add_jobs.lua for one job, without the toolkit's checks:
+# the score at the back of the job's level from the queue's sequence counter.
 RAW_ADD_LUA = """
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
 redis.call('SET', KEYS[3], 'pending', 'EX', ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-redis.call('ZADD', KEYS[1], -tonumber(ARGV[3]), ARGV[1])
+local n = redis.call('INCR', KEYS[4])
+local k = 2 ^ 49 + math.min(n, 2 ^ 49 - 1)
+redis.call('ZADD', KEYS[1], string.format('%.17g', -(tonumber(ARGV[3]) + 1) + k * 2 ^ -50), ARGV[1])
 redis.call('PUBLISH', ARGV[5], ARGV[7])
 return 1
 """
@@ -155,7 +158,7 @@ class QueueBenchmark:
     def _raw_add_args(self, keys: QueueKeys, job: dict) -> list:
         job_id = job["id"]
         return [
-            3, keys.queue, keys.data(job_id), keys.status(job_id),
+            4, keys.queue, keys.data(job_id), keys.status(job_id), keys.sequence,
             job_id, json.dumps(job), job["priority"], 3600, keys.updates,
             _event("status_updated", job_id), _event("job_added", job_id, job["priority"]),
         ]

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+import redis
+
 from botrix_toolkit.cli.common import queue_options
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.core.redaction import redact_url
@@ -86,6 +88,19 @@ def check_exposure(host: str) -> None:
         )
 
 
+def server_problem(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why the server at ``url`` does not answer PING (password never named), or None when it does."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return redact_url(str(exc)).strip().rstrip(".") or type(exc).__name__
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     check_exposure(args.host)
     if not 0 < args.port < 65536:
@@ -94,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
     command = streamlit_command(args.host, args.port)
     print(f"botrix dashboard on http://{args.host}:{args.port} · server {redact_url(url)}"
           f"{' (embedded)' if embedded else ''} · prefix {args.prefix}", flush=True)
+    problem = server_problem(url)
+    if problem is not None:
+        print(f"botrix dashboard: the server at {redact_url(url)} cannot be reached ({problem}); "
+              "serving the page anyway: it retries on every refresh", file=sys.stderr, flush=True)
     logger.info("running %s", " ".join(command))
     # exec, not a child process: signals (Ctrl-C, SIGTERM from a supervisor)
     # reach Streamlit directly and no orphan is left behind

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from botrix_toolkit.cli.common import queue_options
+from botrix_toolkit.core.errors import BotrixError
 from botrix_toolkit.sim.scenarios import SCENARIO_DIR, Scenario, parse_priority_mix
 
 # Scenario fields that get no option of their own (name has --name, set below).
@@ -21,6 +22,7 @@ _NOT_OPTIONS = {"description"}
 EXIT_LOST = 1
 # The server was unreachable at the end: the conservation check could not run.
 EXIT_UNCHECKED = 3
+DEFAULT_SCENARIO = "steady"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,13 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         parents=[queue_options("the dashboard shows the default; use another on a queue that real "
                                "workers serve")],
-        help="run a load simulation (producers, worker processes, crashes)",
+        help="run a load simulation (producers, worker processes, crashes)", add_help=False,
         description="Run producers and worker processes against the queue, show live progress, "
                     "then print throughput, latency by priority and a conservation check, and "
                     "save the events, stats and summary to $BOTRIX_HOME/runs/<name>/. "
                     f"Scenarios shipped: {available}.",
     )
-    parser.add_argument("scenario", nargs="?", default="steady",
+    parser.add_argument("-h", "--help", action=_ScenarioHelp,
+                        help="show this help, with the values of the scenario named before it "
+                             f"(`botrix simulate burst --help`; default {DEFAULT_SCENARIO}), and exit")
+    parser.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                         help="a shipped scenario (listed above) or the path of a TOML file "
                              "(default: steady)")
     parser.add_argument("--out", type=Path, default=None,
@@ -50,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "redis-py baseline")
     group.add_argument("--max-seconds", type=float, default=5.0,
                        help="length of each --max measurement, after 1 s of warm-up (default 5)")
-    options = parser.add_argument_group("scenario fields (override the scenario file)")
+    options = parser.add_argument_group(
+        "scenario fields", "each overrides the scenario file's value, shown in brackets")
     for spec in dataclasses.fields(Scenario):
         if spec.name not in _NOT_OPTIONS:
             _add_field_option(options, spec)
@@ -60,18 +66,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_field_option(group: argparse._ArgumentGroup, spec: dataclasses.Field) -> None:
     flag = "--" + spec.name.replace("_", "-")
     kind = str(spec.type)
-    default_text = ("" if spec.default is dataclasses.MISSING
-                    else f" (scenario default {spec.default})")
     if spec.name == "priority_mix":
         group.add_argument(flag, type=parse_priority_mix, default=None, dest=spec.name,
                            help="weights, e.g. high=10,normal=60,low=30")
     elif kind.startswith("bool"):
         group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           dest=spec.name, help=spec.name.replace("_", " ") + default_text)
+                           dest=spec.name, help=spec.name.replace("_", " "))
     else:
         convert = int if kind.startswith("int") else float if kind.startswith("float") else str
         group.add_argument(flag, type=convert, default=None, dest=spec.name,
-                           help=spec.name.replace("_", " ") + default_text)
+                           help=spec.name.replace("_", " "))
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return ",".join(f"{level}={weight:g}" for level, weight in value.items())
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class _ScenarioHelp(argparse.Action):
+    """``--help`` that shows each field as the chosen scenario sets it, not the built-in defaults.
+
+    The scenario is the one named before ``--help`` (argparse has read it by
+    then), else the default one.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        name = getattr(namespace, "scenario", None) or DEFAULT_SCENARIO
+        try:
+            values_of = Scenario.load(name).to_dict()
+        except BotrixError as exc:
+            parser.error(str(exc))
+        for action in parser._actions:
+            if action.dest in values_of and action.help is not None:
+                action.help = f"{action.help.split(' [')[0]} [{name}: {_shown(values_of[action.dest])}]"
+        parser.print_help()
+        parser.exit()
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:

@@ -11,6 +11,10 @@ class InvalidInputError(BotrixError, ValueError):
     """An argument is wrong: empty id, unknown status, bad priority, bad job field."""
 
 
+class JobStateError(InvalidInputError):
+    """The job is not in a state that allows the operation (failing a job no worker holds)."""
+
+
 class JobNotFoundError(BotrixError, LookupError):
     """No job, status or result is stored under that id."""
 

@@ -6,7 +6,7 @@ on purpose: the Lua scripts get keys through KEYS, and the two that pop ids
 ``bench/frames.py``'s raw baselines spell the keys the way the Go service does.
 The layout is the Go service's (``backend/services/queue.go``), so both can
 serve one queue at the same time; docs/wire-format.md describes each key.
-Keys we add (``leases``) live under the same prefix, so a cluster hash tag in
+Keys we add (``leases``, ``sequence``) live under the same prefix, so a cluster hash tag in
 the prefix (``{botrix:jobs}``) keeps every key of a queue on one node.
 """
 
@@ -33,7 +33,8 @@ class QueueKeys:
     # cached_property: these names are built on every operation's hot path.
     @cached_property
     def queue(self) -> str:
-        """Sorted set of pending job ids, score ``-priority``."""
+        """Sorted set of pending job ids; score ``-priority`` from Go, inside ``(-priority-1, -priority)``
+        from the toolkit (docs/wire-format.md, "Scores")."""
         return f"{self.prefix}:queue"
 
     @cached_property
@@ -48,6 +49,15 @@ class QueueKeys:
         Not known to the Go service; it is how stalled jobs are found.
         """
         return f"{self.prefix}:leases"
+
+    @cached_property
+    def sequence(self) -> str:
+        """String counter: how many jobs the toolkit has placed at the back of a level.
+
+        Not known to the Go service; it orders jobs first in, first out within
+        a level (docs/wire-format.md, "Scores"), the same for every producer.
+        """
+        return f"{self.prefix}:sequence"
 
     @cached_property
     def script_head(self) -> tuple[str, str, str]:

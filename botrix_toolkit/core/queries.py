@@ -8,6 +8,7 @@ MGET reads tens of thousands.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -21,11 +22,18 @@ from botrix_toolkit.core.scripting import Scripts
 
 READ_CHUNK = 10_000
 
-# Score bounds of each level (score = -priority); exclusive bounds keep the
-# three ranges apart, unlike Go's overlapping ZCOUNTs (defect 1).
+# Score bounds of each level; exclusive bounds keep the three ranges apart,
+# unlike Go's overlapping ZCOUNTs (defect 1). They hold Go's scores (-priority)
+# and the toolkit's, strictly inside (-priority - 1, -priority)
+# (docs/wire-format.md, "Scores").
 HIGH_SCORES = ("-inf", "-2")
 NORMAL_SCORES = ("(-2", "-1")
 LOW_SCORES = ("(-1", "+inf")
+
+
+def priority_of_score(score: float) -> int:
+    """The priority of a queue score: Go's ``-p``, or the toolkit's inside ``(-p - 1, -p)``."""
+    return -math.ceil(score)
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,8 @@ class QueueEntries:
 
     @cached_property
     def priorities(self) -> list[int]:
-        """Each job's priority as its queue score gives it (score = -priority)."""
-        return [int(-float(score)) for score in self.raw_scores]
+        """Each job's priority as its queue score gives it (``priority_of_score``)."""
+        return [priority_of_score(float(score)) for score in self.raw_scores]
 
 
 def iter_queue_entries(

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,14 @@ from botrix_toolkit.core.cluster_routing import (
     require_hash_tag,
     server_is_cluster,
 )
-from botrix_toolkit.core.errors import CorruptJobError, InvalidInputError, JobNotFoundError, WrongKeyTypeError
+from botrix_toolkit.core.errors import (
+    BotrixError,
+    CorruptJobError,
+    InvalidInputError,
+    JobNotFoundError,
+    JobStateError,
+    WrongKeyTypeError,
+)
 from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH, nests_too_deep, too_deep_message
 from botrix_toolkit.core.keys import DEFAULT_PREFIX, QueueKeys
 from botrix_toolkit.core.models import (
@@ -188,19 +196,19 @@ class QueueService:
         if total == 1 and progress is None:
             # One job, one round trip: the common add_job, kept short.
             job_id, body, priority = prepared[0]
-            with self.errors_for(keys.queue):
+            with self.errors_for(keys.queue, keys.sequence):
                 self._scripts.add_jobs(
-                    keys=(keys.queue, keys.data(job_id), keys.status(job_id)),
+                    keys=(keys.queue, keys.sequence, keys.data(job_id), keys.status(job_id)),
                     args=(self.ttl, keys.updates, int(time.time()), job_id, body, priority),
                 )
             return
         per_round_trip = ADD_BATCH * ADD_CALLS_PER_ROUND_TRIP
-        with self.errors_for(keys.queue):
+        with self.errors_for(keys.queue, keys.sequence):
             for start in range(0, total, per_round_trip):
                 round_trip = prepared[start : start + per_round_trip]
                 calls: list[tuple[list[str], list[Any]]] = []  # (keys, args) of each script call
                 for offset in range(0, len(round_trip), ADD_BATCH):
-                    script_keys = [keys.queue]
+                    script_keys = [keys.queue, keys.sequence]
                     script_args: list[Any] = [self.ttl, keys.updates, int(time.time())]
                     for job_id, body, priority in round_trip[offset : offset + ADD_BATCH]:
                         script_keys += (keys.data(job_id), keys.status(job_id))
@@ -217,8 +225,9 @@ class QueueService:
     def dequeue_job(self) -> Job | None:
         """Claims the next job, or None when empty.
 
-        Highest priority first; equal priorities in id order, as the sorted set
-        orders equal scores (the same order the Go service serves).
+        Highest priority first; within a priority, first in, first out for
+        the jobs the toolkit added (docs/wire-format.md, "Scores"), and those
+        ahead of the Go service's own adds of that priority.
         """
         jobs = self.dequeue_jobs(1)
         return jobs[0] if jobs else None
@@ -228,6 +237,9 @@ class QueueService:
 
         Orphans (data expired) are dropped and reported; a corrupt job (data
         that is not a Go job) is failed with the reason, never handed out.
+        Each job has status ``running`` and ``started_at`` the claim's server
+        time; what is stored for the Go service is unchanged (its JSON keeps
+        the status it was added with, as Go's DequeueJob leaves it).
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidInputError(f"n must be a positive integer; got {n!r}")
@@ -235,11 +247,12 @@ class QueueService:
         while len(jobs) < n:
             with self._script_head_errors:
                 reply = self._claim(n - len(jobs), n + CLAIM_EXTRA_POPS)
-            # skipped, set-aside count, set-aside pairs, claimed pairs (claim_jobs.lua)
+            # skipped, set-aside count, claim time, set-aside pairs, claimed pairs (claim_jobs.lua)
             skipped, set_aside_count = reply[0], reply[1]
-            claimed = reply[2 + 2 * set_aside_count :]
+            claimed = reply[3 + 2 * set_aside_count :]
             if skipped or set_aside_count:
-                self._log_claim_leftovers(skipped, reply[2 : 2 + 2 * set_aside_count])
+                self._log_claim_leftovers(skipped, reply[3 : 3 + 2 * set_aside_count])
+            started_at = datetime.fromtimestamp(reply[2] / 1000, UTC) if claimed else None
             pairs = iter(claimed)
             for raw_id, data in zip(pairs, pairs):
                 job_id = raw_id.decode("utf-8", "replace")
@@ -251,6 +264,7 @@ class QueueService:
                     continue
                 job.id = job_id
                 job.status = _RUNNING
+                job.started_at = started_at
                 jobs.append(job)
             if not claimed and not skipped and not set_aside_count:
                 break
@@ -308,31 +322,64 @@ class QueueService:
         job: Job | Mapping[str, Any] | None = None,
         error: str | None = None,
     ) -> bool:
-        """Fails a job (Go's FailJob); returns True when it was put back in the queue.
+        """Fails a job a worker holds (Go's FailJob); returns True when it was put back in the queue.
 
         With ``requeue`` the job goes back with its priority lowered by one (not
-        below 0), as in Go, and no job_failed is published. The job is read from
-        Redis when not given; when it cannot be (expired, corrupt) it is failed
-        without requeue and the reason is logged.
+        below 0), as in Go, at the back of that level, and no job_failed is
+        published. The job is read from Redis when not given; when it cannot be
+        (expired, corrupt) it is failed without requeue and the reason is logged.
+
+        Failing is for a job in processing: any other raises JobStateError (an
+        InvalidInputError, so a ValueError) naming its state, and nothing is
+        written, as the script checks it in the same atomic step; an unknown id
+        raises JobNotFoundError. ``cancel_job`` works in any state.
         """
         validate_job_id(job_id)
         if not requeue:
-            self._transition_one(job_id, JobStatus.FAILED, "job_failed", error or "")
+            self._fail_held(job_id, error or "")
             return False
         try:
             retry = self._job_for_requeue(job_id, job)
         except (JobNotFoundError, CorruptJobError) as exc:
-            logger.warning("job %s cannot be requeued, failing it: %s", job_id, exc)
-            self._transition_one(job_id, JobStatus.FAILED, "job_failed", str(exc))
+            self._fail_held(job_id, str(exc))
+            logger.warning("job %s could not be requeued, failed instead: %s", job_id, exc)
             return False
         keys = self.keys
-        script_keys = [*keys.script_head, keys.status(job_id), keys.data(job_id)]
+        script_keys = [*keys.script_head, keys.status(job_id), keys.data(job_id), keys.sequence]
         with self.errors_for(*script_keys):
-            self._scripts.requeue_failed(
+            outcome = self._scripts.requeue_failed(
                 keys=script_keys,
                 args=[job_id, retry.to_json(), retry.priority, self.ttl, keys.updates, error or ""],
             )
+        if outcome != 1:  # not held: its status, '' when it has none (requeue_failed.lua)
+            raise self._not_held(job_id, as_text(outcome))
         return True
+
+    def _fail_held(self, job_id: str, error: str) -> None:
+        """Fails a held job without requeue: set_status on processing ids only."""
+        keys = self.keys
+        status_key = keys.status(job_id)
+        with self._script_head_errors:
+            outcome = self._scripts.set_status(
+                keys=(*keys.script_head, status_key),
+                args=(JobStatus.FAILED.value, self.ttl, keys.updates, "job_failed", "processing", error,
+                      int(time.time()), job_id),
+            )
+        if outcome in _CHANGED:
+            return
+        if outcome in _WRONG_TYPE:
+            raise WrongKeyTypeError(f"key {status_key!r} is not a string: cannot store a status there")
+        with self.errors_for(status_key):
+            status = as_text(self.redis.get(status_key) or b"")
+        raise self._not_held(job_id, status)
+
+    def _not_held(self, job_id: str, status: str) -> BotrixError:
+        """Why a job no worker holds cannot be failed: its state, or that it is unknown."""
+        if not status:
+            return JobNotFoundError(f"no job {job_id!r} is being processed, and it has no status "
+                                    f"(key {self.keys.status(job_id)!r}): unknown or expired")
+        return JobStateError(f"cannot fail job {job_id!r}: it is {status!r}, not held by a worker; only a job "
+                             "in processing can be failed (cancel_job works in any state)")
 
     def _job_for_requeue(self, job_id: str, job: Job | Mapping[str, Any] | None) -> Job:
         if job is None:
@@ -347,6 +394,11 @@ class QueueService:
         job.priority = max(int(job.priority) - 1, 0)
         job.status = JobStatus.PENDING.value
         job.updated_at = utc_now()
+        # The times of an attempt (dequeue_job's started_at, get_job's) are not
+        # stored: the JSON keeps the ones it was read with.
+        for name in ("started_at", "completed_at"):
+            read = job._raw_times.get(name)
+            setattr(job, name, read[0] if read is not None else None)
         return job
 
     def _transition_one(self, job_id: str, status: JobStatus, event: str, error: str = "") -> None:
@@ -517,13 +569,42 @@ class QueueService:
             raise CorruptJobError(f"key {key!r} holds {text[:40]!r}, not a job status") from None
 
     def get_job(self, job_id: str) -> Job:
-        """The job stored under an id; JobNotFoundError or CorruptJobError."""
-        key = self.keys.data(validate_job_id(job_id))
-        with self.errors_for(key):
-            data = get_raw(self.redis, key)
+        """The job as it is now: its JSON, with the status and times the server knows.
+
+        ``status`` is the status key's (the JSON keeps the status the job was
+        added with); ``started_at`` of a running job is when it was claimed,
+        ``completed_at`` of a finished one (completed, failed, cancelled) when
+        it ended, both read from when the status key was last written (its
+        expiry less this service's ``ttl``: the Go service and the toolkit write
+        it with their ttl, 3600 s by default); a pending job has neither.
+        Where that cannot be known (no status key, or one written with a
+        longer ttl), the stored values are kept. Nothing is written: the Go
+        service's JSON stays as it is. JobNotFoundError or CorruptJobError.
+        """
+        keys = self.keys
+        data_key, status_key = keys.data(validate_job_id(job_id)), keys.status(job_id)
+        with self.errors_for(data_key, status_key):
+            data, status, status_ttl_ms, now_ms = self._scripts.read_job(keys=(data_key, status_key))
         if data is None:
-            raise JobNotFoundError(f"no data for job {job_id!r} (key {key!r}): unknown or expired")
-        return Job.from_wire(data, job_id)
+            raise JobNotFoundError(f"no data for job {job_id!r} (key {data_key!r}): unknown or expired")
+        job = Job.from_wire(data, job_id)
+        try:
+            current = JobStatus(as_text(status)) if status else None
+        except ValueError:
+            logger.warning("job %s: key %s holds no status; the stored one is shown", job_id, status_key)
+            current = None
+        if current is None:
+            return job
+        job.status = current.value
+        written_ms = now_ms - (self.ttl * 1000 - status_ttl_ms) if 0 <= status_ttl_ms <= self.ttl * 1000 else None
+        written_at = datetime.fromtimestamp(written_ms / 1000, UTC) if written_ms is not None else None
+        if current is JobStatus.PENDING:
+            job.started_at = job.completed_at = None
+        elif current is JobStatus.RUNNING:
+            job.started_at, job.completed_at = written_at or job.started_at, None
+        else:
+            job.completed_at = written_at or job.completed_at
+        return job
 
     def get_pending_jobs(self, limit: int | None = None) -> list[Job]:
         """The pending jobs in dequeue order; orphans and corrupt entries left out."""

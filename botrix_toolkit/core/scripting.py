@@ -48,6 +48,7 @@ SCRIPT_NAMES = (
     "remove_orphans",
     "release_jobs",
     "queue_gauges",
+    "read_job",
 )
 
 
@@ -276,6 +277,7 @@ class Scripts:
     remove_orphans: LuaScript
     release_jobs: LuaScript
     queue_gauges: LuaScript
+    read_job: LuaScript
 
 
 # A cluster node's answers while a slot moves: the command did not run there.

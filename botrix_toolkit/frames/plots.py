@@ -34,6 +34,8 @@ _STATS_KEYS = {"high": "high_priority", "normal": "normal_priority", "low": "low
 # metric -> (title, axis label)
 _LATENCY_METRICS = {"wait_s": ("Wait in queue by priority", "wait, added to running (s)"),
                     "run_s": ("Run time by priority", "run, running to end (s)")}
+# The least time the depth chart's x axis spans: a few samples are not a sub-second axis.
+DEPTH_MIN_SPAN = pd.Timedelta(seconds=60)
 
 
 def _figure(name: str, title: str, x_title: str, y_title: str) -> go.Figure:
@@ -139,7 +141,14 @@ def latency_figure(latency_frame: pd.DataFrame, metric: str = "wait_s") -> go.Fi
 
 
 def queue_depth_figure(depth_frame: pd.DataFrame) -> go.Figure:
-    """Stacked areas of pending jobs per level, with jobs in processing as a line."""
+    """Pending jobs per level as stacked steps, with jobs in processing as a dashed step line.
+
+    Depth is a count sampled now and then: each sample holds until the next
+    (steps, ``line_shape="hv"``), never a straight line that invents a climb
+    between sparse samples. Time ticks are whole seconds, the x axis spans at
+    least DEPTH_MIN_SPAN (a lone sample is not a sub-millisecond axis), and the
+    y axis starts at 0 and shows 0..1 while the queue is empty.
+    """
     figure = _figure("queue-depth", "Queue depth", "time (UTC)", "jobs")
     if depth_frame.empty:
         return _no_data(figure)
@@ -147,10 +156,20 @@ def queue_depth_figure(depth_frame: pd.DataFrame) -> go.Figure:
     for level in PRIORITY_LEVELS:
         figure.add_trace(go.Scatter(
             x=depth_frame.index, y=depth_frame[level], name=level, mode="lines",
-            stackgroup="pending", line={"color": PRIORITY_COLORS[level], "width": 1},
+            stackgroup="pending", line={"color": PRIORITY_COLORS[level], "width": 1, "shape": "hv"},
         ))
     figure.add_trace(go.Scatter(
         x=depth_frame.index, y=depth_frame["processing"], name="processing", mode="lines",
-        line={"color": PROCESSING_COLOR, "width": 2, "dash": "dash"},
+        line={"color": PROCESSING_COLOR, "width": 2, "dash": "dash", "shape": "hv"},
     ))
+    first, last = depth_frame.index.min(), depth_frame.index.max()
+    if last - first < DEPTH_MIN_SPAN:
+        figure.update_xaxes(range=[last - DEPTH_MIN_SPAN, last])
+    figure.update_xaxes(tickformat="%H:%M:%S")
+    pending = depth_frame[list(PRIORITY_LEVELS)].sum(axis=1)
+    highest = max(int(pending.max()), int(depth_frame["processing"].max()))
+    if highest == 0:
+        figure.update_yaxes(range=[0, 1], dtick=1)
+    else:
+        figure.update_yaxes(rangemode="tozero")
     return figure

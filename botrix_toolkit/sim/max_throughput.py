@@ -200,7 +200,7 @@ def _measure_max_once(url: str, prefix: str, raw: bool, workers: int, batch: int
 def _delete_run(q: QueueService, tag: str, added: int) -> None:
     """Removes every key of a --max measurement."""
     keys = q.keys
-    q.redis.delete(keys.queue, keys.processing, keys.leases)
+    q.redis.delete(keys.queue, keys.processing, keys.leases, keys.sequence)
     for start in range(0, added, 10_000):
         ids = [job_id(tag, n) for n in range(start, min(added, start + 10_000))]
         q.redis.unlink(*map(keys.data, ids), *map(keys.status, ids))

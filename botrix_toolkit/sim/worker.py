@@ -28,6 +28,7 @@ from typing import Any
 from botrix_toolkit.core.errors import (
     AccessDeniedError,
     InvalidInputError,
+    JobStateError,
     ServerConnectionError,
     ServerTimeoutError,
 )
@@ -270,16 +271,20 @@ class Worker:
     def _fail(self, job: Job, error: BaseException) -> None:
         text = _error_text(job, error)
         retries = _retries_of(job)
-        if retries < self.max_retries:
-            retry = dataclasses.replace(job, extra={**job.extra, RETRIES_FIELD: retries + 1})
-            self.q.fail_job(job.id, requeue=True, job=retry, error=text)
-            logger.warning("job %s failed (retry %d of %d follows): %s",
-                           job.id, retries + 1, self.max_retries, text)
-            self.stats.requeued += 1
-        else:
-            self.q.fail_job(job.id, requeue=False, error=text)
-            logger.warning("job %s failed for good after %d retries: %s", job.id, retries, text)
-            self.stats.failed += 1
+        try:
+            if retries < self.max_retries:
+                retry = dataclasses.replace(job, extra={**job.extra, RETRIES_FIELD: retries + 1})
+                self.q.fail_job(job.id, requeue=True, job=retry, error=text)
+                logger.warning("job %s failed (retry %d of %d follows): %s",
+                               job.id, retries + 1, self.max_retries, text)
+                self.stats.requeued += 1
+            else:
+                self.q.fail_job(job.id, requeue=False, error=text)
+                logger.warning("job %s failed for good after %d retries: %s", job.id, retries, text)
+                self.stats.failed += 1
+        except JobStateError as exc:
+            # Recovered meanwhile (its lease ran out) or finished elsewhere: no longer ours.
+            logger.warning("job %s failed here but is no longer held, nothing recorded: %s", job.id, exc)
 
     def _return_held(self) -> None:
         """Hands every held job back to the queue with its priority and retry count unchanged."""

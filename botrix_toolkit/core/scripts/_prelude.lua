@@ -79,17 +79,63 @@ local function stored_priority(data)
   return priority
 end
 
+-- Scores of the jobs the toolkit writes (docs/wire-format.md, "Scores"): a
+-- job of priority p scores -(p+1) + k * 2^-50 with 0 < k < 2^50, strictly
+-- inside its level (-(p+1), -p), so each of the Go service's three
+-- overlapping ZCOUNT ranges counts it once, and ZPOPMIN serves a level in
+-- order of k. Every k is exact in a double for priorities -8..7.
+-- %.17g: text that reads back as the same double (tostring keeps 14 digits).
+local score_unit, back_start = 2 ^ -50, 2 ^ 49
+local function level_score(priority, k)
+  return string.format('%.17g', -(priority + 1) + k * score_unit)
+end
+
+-- The score at the back of a level for the n-th placement counted by the
+-- queue's sequence key: k = 2^49 + n, first in, first out. Past n = 2^49 - 1
+-- the scores tie at the level's last k, and ties are served in id order.
+--- @include "level_score"
+local function back_of_level(priority, n)
+  return level_score(priority, back_start + math.min(n, back_start - 1))
+end
+
+-- The first of `count` numbers taken from the queue's sequence counter
+-- (INCRBY: every producer shares it, and a script runs alone); a key that
+-- holds anything but an integer is refused, naming it, and left unchanged.
+--- @include "refuse_type"
+local function take_sequence(sequence_key, count)
+  local last = redis.pcall('INCRBY', sequence_key, count)
+  if type(last) == 'table' then refuse_type(sequence_key, 'counter') end
+  return last - count + 1
+end
+
+-- The score that puts a job first in its level: just below the first k the
+-- toolkit gave there, and never above 2^49 - 1, so ahead of every later
+-- placement at the back. The Go service's jobs of the level (score -p)
+-- follow every toolkit-placed one whatever is done here.
+--- @include "level_score"
+local function front_of_level(queue, priority)
+  local low = -(priority + 1)
+  local first = redis.call('ZRANGEBYSCORE', queue, '(' .. low, '(' .. -priority, 'WITHSCORES', 'LIMIT', 0, 1)
+  local k = back_start
+  if first[2] then
+    k = math.min(k, math.floor((tonumber(first[2]) - low) / score_unit + 0.5))
+  end
+  return level_score(priority, math.max(k - 1, 1))
+end
+
 -- A held job goes back to the queue as AddJob would put it there, announced
 -- by job_recovered (with `reason`, a JSON fragment, or nil) so an analysis
 -- counts it as put back, not as a new job. The caller has taken it out of
--- processing and leases.
+-- processing and leases. It goes first in its level: it was claimed before
+-- every job still waiting there (docs/wire-format.md, "Scores").
 --- @include "publish"
 --- @include "priority_field"
+--- @include "front_of_level"
 local function put_back(queue, channel, id, data_key, status_key, priority, ttl, ts, reason)
   redis.call('EXPIRE', data_key, ttl)
   publish(channel, 'job_recovered', id, ts, 'pending', priority_field(priority) .. (reason or ''))
   redis.call('SET', status_key, 'pending', 'EX', ttl)
   publish(channel, 'status_updated', id, ts, 'pending')
-  redis.call('ZADD', queue, -priority, id)
+  redis.call('ZADD', queue, front_of_level(queue, priority), id)
   publish(channel, 'job_added', id, ts, 'pending', priority_field(priority))
 end

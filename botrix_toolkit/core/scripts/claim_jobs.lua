@@ -24,8 +24,9 @@
 -- ARGV[4]  ttl in seconds of the status key
 -- ARGV[5]  updates channel
 -- ARGV[6]  the most ids to pop in this call (bounds the time spent on orphans)
--- Returns one flat list: skipped, set_aside, then set_aside pairs id, reason
--- (jobs failed for wrong key types), then the claimed pairs id, data. skipped
+-- Returns one flat list: skipped, set_aside, the claim's server time (ms),
+-- then set_aside pairs id, reason (jobs failed for wrong key types), then the
+-- claimed pairs id, data. skipped
 -- counts the orphans and finished ids dropped. Flat because the server spends
 -- about a microsecond converting each table of a reply, on every claim.
 --- @include "refuse_type"
@@ -137,7 +138,7 @@ if unreachable_id and #claimed == 0 and #set_aside == 0 and skipped == 0 then
   return redis.error_reply('TRYAGAIN job ' .. unreachable_id ..
     ' cannot be reached on this node: its slot is being moved to another cluster node')
 end
-local reply = {skipped, #set_aside / 2}
+local reply = {skipped, #set_aside / 2, now}
 for _, value in ipairs(set_aside) do table.insert(reply, value) end
 for _, value in ipairs(claimed) do table.insert(reply, value) end
 return reply

@@ -5,9 +5,9 @@
 -- none) gets one now, so it is recovered once it has been seen held for the
 -- timeout. A stalled job: SREM processing, ZREM leases, EXPIRE data ttl,
 -- publish job_recovered, then AddJob's writes and events with its stored
--- priority. A stalled job whose data expired or is not JSON cannot be
--- served again: it is failed with the reason. Leases of jobs no longer in
--- processing are dropped.
+-- priority, first in its level (docs/wire-format.md, "Scores"). A stalled
+-- job whose data expired or is not JSON cannot be served again: it is
+-- failed with the reason. Leases of jobs no longer in processing are dropped.
 --
 -- The ids come from the processing set, so this script forms job keys from
 -- the prefixes that keys.py passes in ARGV. A stalled job whose keys this
@@ -56,32 +56,44 @@ local function fail(id, status_key, status_type, reason)
   table.insert(failed, reason)
 end
 
+-- Stalled jobs, latest lease first: each goes first in its level, so the
+-- one leased earliest (claimed first) ends up served first.
+local stalled = {}
 for _, id in ipairs(redis.call('SMEMBERS', processing)) do
   local leased_at = redis.call('ZSCORE', leases, id)
   if not leased_at then
     redis.call('ZADD', leases, now, id)
   elseif now - tonumber(leased_at) >= timeout then
-    local data_key, status_key = data_prefix .. id, status_prefix .. id
-    local data = redis.pcall('GET', data_key)
-    local status_type = redis.pcall('TYPE', status_key)
-    if unreachable(data) or unreachable(status_type) then
-      left_held = left_held + 1
+    table.insert(stalled, {id, tonumber(leased_at)})
+  end
+end
+table.sort(stalled, function(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  return a[1] > b[1]
+end)
+
+for _, entry in ipairs(stalled) do
+  local id = entry[1]
+  local data_key, status_key = data_prefix .. id, status_prefix .. id
+  local data = redis.pcall('GET', data_key)
+  local status_type = redis.pcall('TYPE', status_key)
+  if unreachable(data) or unreachable(status_type) then
+    left_held = left_held + 1
+  else
+    status_type = status_type['ok']
+    redis.call('SREM', processing, id)
+    redis.call('ZREM', leases, id)
+    if type(data) ~= 'string' then
+      fail(id, status_key, status_type, data and 'data key is not a string' or 'job data expired')
     else
-      status_type = status_type['ok']
-      redis.call('SREM', processing, id)
-      redis.call('ZREM', leases, id)
-      if type(data) ~= 'string' then
-        fail(id, status_key, status_type, data and 'data key is not a string' or 'job data expired')
+      local priority = stored_priority(data)
+      if priority == nil then
+        fail(id, status_key, status_type, 'job data is not a JSON object with an integer priority')
+      elseif status_type == 'string' or status_type == 'none' then
+        put_back(queue, channel, id, data_key, status_key, priority, ttl, ts)
+        table.insert(recovered, id)
       else
-        local priority = stored_priority(data)
-        if priority == nil then
-          fail(id, status_key, status_type, 'job data is not a JSON object with an integer priority')
-        elseif status_type == 'string' or status_type == 'none' then
-          put_back(queue, channel, id, data_key, status_key, priority, ttl, ts)
-          table.insert(recovered, id)
-        else
-          fail(id, status_key, status_type, 'stalled job cannot be put back')
-        end
+        fail(id, status_key, status_type, 'stalled job cannot be put back')
       end
     end
   end

@@ -3,7 +3,8 @@
 --
 -- For each id still held: SREM processing, ZREM leases, publish
 -- job_recovered (reason "released"), then AddJob's writes and events with
--- the job's stored priority, so the job keeps its place. Events match
+-- the job's stored priority, first in its level (docs/wire-format.md,
+-- "Scores"): the first id given is served first. Events match
 -- recover_stalled's, so an analysis counts a released job as put back, not
 -- as a new job.
 --
@@ -29,7 +30,8 @@ expect_type(leases, 'zset')
 
 local ts = server_time()
 local released = {}
-for i = 1, #ARGV - 2 do
+-- Last id first: each goes first in its level, so the first one ends first.
+for i = #ARGV - 2, 1, -1 do
   local id, data_key, status_key = ARGV[2 + i], KEYS[2 + 2 * i], KEYS[3 + 2 * i]
   local data = redis.pcall('GET', data_key)
   local held = redis.call('SISMEMBER', processing, id) == 1
@@ -40,7 +42,7 @@ for i = 1, #ARGV - 2 do
       redis.call('SREM', processing, id)
       redis.call('ZREM', leases, id)
       put_back(queue, channel, id, data_key, status_key, priority, ttl, ts, ',"reason":"released"')
-      table.insert(released, id)
+      table.insert(released, 1, id)
     end
   end
 end
