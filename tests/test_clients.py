@@ -96,7 +96,7 @@ def test_adding_claiming_and_finishing_read_their_replies(q: QueueService) -> No
 
 def test_leases_recovery_and_release_read_their_replies(q: QueueService) -> None:
     q.add_jobs([{"id": name, "priority": 1} for name in ("alive", "dead", "expired", "kept", "freed")])
-    assert [job.id for job in q.dequeue_jobs(5)] == ["alive", "dead", "expired", "freed", "kept"]
+    assert [job.id for job in q.dequeue_jobs(5)] == ["alive", "dead", "expired", "kept", "freed"]  # first in, first out
     assert q.renew_lease("alive") is True and q.renew_leases(["alive", "gone"]) == 1
     assert q.is_job_processing("kept") and q.get_processing_count() == 5
     assert q.release_jobs(["freed", "never-held"]) == ["freed"]
