@@ -51,7 +51,7 @@ def test_the_operations_write_only_keys_that_keys_py_names(
         message = pubsub.get_message(timeout=5)
         assert message is not None and message["channel"] == keys.updates.encode()
     ids = ("done", "failed", "waiting")
-    named = {keys.queue, keys.processing, keys.leases}
+    named = {keys.queue, keys.processing, keys.leases, keys.sequence}
     named |= {name(job_id) for job_id in ids for name in (keys.data, keys.status, keys.results)}
     written = {key.decode() for key in redis_client.scan_iter(match=f"{key_prefix}*", count=1000)}
     assert written <= named
