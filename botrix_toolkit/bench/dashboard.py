@@ -177,14 +177,18 @@ def _status_mib(field: str) -> float:
 
 
 def _reset_peak_mib() -> float:
-    """Resets the peak resident size (VmHWM) to the current one, and returns that."""
+    """Resets the peak resident size (VmHWM) to the current one, and returns the new peak.
+
+    The peak itself, not VmRSS read a moment later: another thread may grow and
+    shrink the process in between, and the growth measured must never be negative.
+    """
     gc.collect()
     try:
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")
     except OSError:
         return float("nan")
-    return _status_mib("VmRSS")
+    return _status_mib("VmHWM")
 
 
 def _elapsed_ms(work: Callable[[], None]) -> float:
