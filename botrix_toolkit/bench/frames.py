@@ -140,7 +140,8 @@ def run_frame_benchmark(
               "password": "secret", "test_mode": i % 4 == 0} for i in range(jobs)),
             progress=progress,
         )
-        raw, toolkit = [], []
+        raw: list[float] = []
+        toolkit: list[float] = []
         for round_number in range(rounds):
             # alternate which goes first, so a drift of the machine moves both alike
             pair = [("raw", lambda: raw_pending_frame(client, q.keys.prefix)), ("toolkit", q.pending_jobs_frame)]

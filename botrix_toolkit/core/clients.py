@@ -19,6 +19,7 @@ refused up front rather than allowed to write keys Go cannot find.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 
 import redis
@@ -66,7 +67,7 @@ def get_raw(client: CommandTarget, key: str) -> bytes | None:
     return value
 
 
-def mget_raw(client: CommandTarget, keys: list[str]) -> list[bytes | None]:
+def mget_raw(client: CommandTarget, keys: Sequence[str | bytes]) -> list[bytes | None]:
     """MGET ``keys`` (not empty): their bytes in order, None where missing."""
     values: list[bytes | None] = client.execute_command("MGET", *keys, **RAW)
     return values

@@ -18,14 +18,15 @@ usual path (``PackedCalls.usable`` is False).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
 from redis.exceptions import NoScriptError
 
+from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.cluster_routing import is_cluster_client
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # redis[hiredis] is a dependency; without it, every call keeps the usual path
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis ships wheels for every supported platform
@@ -35,7 +36,7 @@ except ImportError:  # pragma: no cover - hiredis ships wheels for every support
 class PackedCalls:
     """Sends packed commands on ``client``'s pool; see the module docstring."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         pool = getattr(client, "connection_pool", None)
         kwargs = getattr(pool, "connection_kwargs", {})
         self.usable = (
@@ -51,6 +52,7 @@ class PackedCalls:
 
     def pack(self, *args: Any) -> bytes:
         """One command in the wire protocol, packed in C: strings as UTF-8, numbers as their digits."""
+        assert _hiredis_pack is not None, "pack() is used only when usable, which needs hiredis"
         return _hiredis_pack(args)
 
     def call(self, packed: bytes) -> Any:
@@ -60,6 +62,7 @@ class PackedCalls:
         connection dropped before each retry, as ``execute_command`` does.
         """
         pool = self._pool
+        assert pool is not None, "call() is used only when usable, which needs a pool"
         conn = pool.get_connection()
         try:
             return conn.retry.call_with_retry(lambda: _send_and_read(conn, packed), lambda _error: conn.disconnect())

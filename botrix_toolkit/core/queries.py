@@ -90,12 +90,9 @@ def iter_queue_entries(
         more = len(members) == chunk and (limit is None or following < limit)
         data_keys = [data_prefix + member for member in members]
         status_keys = [status_prefix + member for member in members]
-        commands: list[PipelineCommand] = [
-            lambda pipe, names=data_keys: mget_raw(pipe, names),
-            lambda pipe, names=status_keys: mget_raw(pipe, names),
-        ]
+        commands: list[PipelineCommand] = [partial(mget_raw, keys=data_keys), partial(mget_raw, keys=status_keys)]
         if more:
-            commands.append(lambda pipe, first=following: zrange(pipe, first))
+            commands.append(partial(zrange, first=following))
         data, status, *after = run_on_queue_node(client, keys, commands)
         yield QueueEntries(start, members, data, status, scores)
         members, scores = _members_and_scores(after[0]) if more else ([], [])

@@ -153,12 +153,13 @@ def _typed(kind: str, value: Any) -> Any:
         return go_time_ns(value)
     if type(value) is not _PLAIN[kind]:
         return None  # bool is not an int here, as in Go
-    if kind == "int" and not _INT64_MIN <= value <= _INT64_MAX:
+    plain: Any = value  # of the kind's own type from here (the check above, which mypy cannot follow)
+    if kind == "int" and not _INT64_MIN <= plain <= _INT64_MAX:
         return None
-    if kind == "str" and not value.isascii():
+    if kind == "str" and not plain.isascii():
         # A lone surrogate (an escape like \ud800) reads as U+FFFD, as Go reads it.
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    return value
+        return _LONE_SURROGATE.sub("\ufffd", plain)
+    return plain
 
 
 def merge_columns(parts: Sequence[JobColumns]) -> JobColumns:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -120,7 +120,7 @@ def _pending_chunk(
     data, status = entries.data, entries.status
     if None not in data and status.count(b"pending") == len(status):
         ranks = np.arange(entries.first_rank, entries.first_rank + len(data))
-        raw_ids, values = entries.raw_ids, data
+        raw_ids, values = entries.raw_ids, cast(list[bytes], data)  # no None: checked above
     else:
         kept = []
         for offset, (value, state) in enumerate(zip(data, status)):
@@ -131,7 +131,7 @@ def _pending_chunk(
             else:
                 kept.append(offset)
         ranks = entries.first_rank + np.array(kept, dtype=np.int64)
-        raw_ids, values = [entries.raw_ids[i] for i in kept], [data[i] for i in kept]
+        raw_ids, values = [entries.raw_ids[i] for i in kept], cast(list[bytes], [data[i] for i in kept])
     if not values:
         return empty_columns()
     if exact:
@@ -167,7 +167,8 @@ def _pending_frame(parts: list[JobColumns], secrets: frozenset[str]) -> pd.DataF
         elif dtype == "string":
             columns[name] = _text(column)
         else:
-            columns[name] = pd.Series(pd.api.types.pandas_dtype(dtype).__from_arrow__(column))
+            extension_dtype: Any = pd.api.types.pandas_dtype(dtype)  # a masked dtype: Int64, boolean...
+            columns[name] = pd.Series(extension_dtype.__from_arrow__(column))
     for name in sorted(extra):
         # a field named like a column the frame adds is kept beside it
         columns[name if name not in columns else f"json.{name}"] = pd.Series(_object_array(extra[name]), dtype=object)
@@ -200,10 +201,10 @@ def processing_frame(q: QueueService) -> pd.DataFrame:
     present = [i for i, data in enumerate(held.data) if data is not None]
     columns, _corrupt = arrow_columns(
         np.array(present, dtype=np.int64), [held.ids[i].encode() for i in present],
-        [held.data[i] for i in present], SECRET_FIELDS,
+        cast(list[bytes], [held.data[i] for i in present]), SECRET_FIELDS,
     )
     job = _pending_frame([columns], SECRET_FIELDS).set_index("rank").reindex(range(len(held.ids)))
-    leased = pd.array(held.leased_at_ms, dtype="Float64")
+    leased: Any = pd.array(held.leased_at_ms, dtype="Float64")  # a FloatingArray (the stubs say ExtensionArray)
     frame = pd.DataFrame({
         "id": pd.array(held.ids, dtype="string"),
         "priority": job["priority"].astype("Int64").where(job["id"].notna()).array,

@@ -122,8 +122,8 @@ class RollupBuilder:
         if counts.empty:
             count_table = ROLLUP_COUNTS_SCHEMA.empty_table()
         else:
-            summed = counts.groupby(["minute", "event", "priority"], dropna=False, sort=True)["count"].sum()
-            summed = summed.reset_index()
+            summed = (counts.groupby(["minute", "event", "priority"], dropna=False, sort=True)["count"].sum()
+                      .reset_index())
             count_table = pa.table({
                 "minute": pa.array(summed["minute"].to_numpy(dtype="int64")).cast(_MINUTE_TYPE),
                 "event": pa.array(summed["event"].astype(object), type=pa.string()),
