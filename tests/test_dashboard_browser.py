@@ -127,12 +127,16 @@ def test_add_see_cancel_and_clear_in_the_browser(dashboard_url: str, queue: Queu
             # live: the figures redraw without a page reload; the toggle pauses them
             updated = page.get_by_text(re.compile(r"^updated \d\d:\d\d:\d\d UTC"))
             expect(updated).not_to_have_text(updated.inner_text())
-            page.get_by_text("Live updates", exact=True).click()
+            # force: the live view redraws the page every 2 s, and Playwright's wait for the
+            # toggle to hold still for two frames could then time out (seen in CI); the
+            # expectation below checks that the click took effect
+            live_toggle = page.get_by_text("Live updates", exact=True)
+            live_toggle.click(force=True)
             expect(updated).to_contain_text("live updates paused")
             paused_at = updated.inner_text()
             page.wait_for_timeout(3500)  # longer than the 2 s refresh interval
             assert updated.inner_text() == paused_at
-            page.get_by_text("Live updates", exact=True).click()
+            live_toggle.click(force=True)
             expect(updated).not_to_contain_text("paused")
 
             # add 5 high-priority jobs through the form
