@@ -22,9 +22,11 @@ from botrix_toolkit.core.cleanup import delete_keys_under
 from botrix_toolkit.core.redaction import redact_url
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
+from tests.aof import fsync_always
 
 if TYPE_CHECKING:
     from botrix_toolkit.core.queue import QueueService
+    from tests.event_log import EventLog
 
 EMBEDDED = "embedded"
 TEST_URLS_ENV = "BOTRIX_TEST_REDIS_URLS"
@@ -128,6 +130,29 @@ def queue(redis_url: str, key_prefix: str) -> Iterator[QueueService]:
     finally:
         service.close()
         delete_keys_with_prefix(redis_url, key_prefix)
+
+
+@pytest.fixture
+def events(queue: QueueService) -> Iterator[EventLog]:
+    """What the test's operations on ``queue`` publish, read back with ``drain()``."""
+    from tests.event_log import EventLog
+
+    log = EventLog(queue)
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+@pytest.fixture
+def aof_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    """An embedded server of this test alone, append-only file on, fsync on every write."""
+    server = EmbeddedServer(data_dir=tmp_path / "aof", port=free_port())
+    fsync_always(server.start())
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def delete_keys_with_prefix(url: str, prefix: str) -> int:

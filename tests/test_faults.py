@@ -20,37 +20,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from botrix_toolkit import QueueService, ServerConnectionError, ServerTimeoutError
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
 from botrix_toolkit.sim.worker import Worker
+from tests.aof import fsync_always
 from tests.waiting import wait_for
 
 PREFIX = "faults:jobs"
-
-
-
-def fsync_always(url: str) -> None:
-    """appendfsync always: every write is on disk before the server answers it."""
-    client = redis.Redis.from_url(url)
-    try:
-        client.config_set("appendfsync", "always")
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def aof_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    """An embedded server of this test alone, append-only file on, fsync on every write."""
-    server = EmbeddedServer(data_dir=tmp_path / "aof", port=free_port())
-    fsync_always(server.start())
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def crash_and_restart(server: EmbeddedServer) -> None:

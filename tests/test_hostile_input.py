@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from botrix_toolkit import CorruptJobError, InvalidInputError, Job, Priority, QueueService, WrongKeyTypeError
 from botrix_toolkit.core.json_depth import MAX_JSON_DEPTH
 from botrix_toolkit.server.embedded import EmbeddedServer
-from tests.test_queue import EventLog
+from tests.event_log import EventLog
 
 PROPERTY = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -7,26 +7,17 @@ JSON the Go service reads stays byte for byte as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from botrix_toolkit import InvalidInputError, JobNotFoundError, QueueService
-from tests.test_queue import EventLog, age_lease, go_take
+from tests.event_log import EventLog
+from tests.test_queue import age_lease, go_take
 
 # Times are read to the ms (the status key's expiry): a bracket of server
 # times taken before and after an operation holds them to within that.
 MS = timedelta(milliseconds=1)
-
-
-@pytest.fixture
-def events(queue: QueueService) -> Iterator[EventLog]:
-    log = EventLog(queue)
-    try:
-        yield log
-    finally:
-        log.close()
 
 
 def stored(queue: QueueService, job_id: str) -> dict[str, object]:

@@ -30,29 +30,11 @@ from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
 from tests import waiting
+from tests.aof import fsync_always
 
 PREFIX = "outage:jobs"
 # The server is down this long: a restart replaying its append-only file.
 DOWN_S = 3.0
-
-
-def fsync_always(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        client.config_set("appendfsync", "always")
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def aof_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    """An embedded server of this test alone; every acknowledged write is on disk."""
-    server = EmbeddedServer(data_dir=tmp_path / "aof", port=free_port())
-    fsync_always(server.start())
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def sigkill(server: EmbeddedServer, pid: int) -> None:

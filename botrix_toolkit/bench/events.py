@@ -9,12 +9,14 @@ this module prints nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing as mp
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import hiredis
@@ -104,16 +106,26 @@ def _publisher(
     results.put({"sent": sent, "seconds": elapsed})
 
 
-def measure_against_publisher(
-    url: str, channel: str, seconds: float, count: int, received: Any, on_done: Any
-) -> dict[str, Any]:
-    """Publish flat out from another process; report what a subscriber got.
+class FlatOutPublisher:
+    """The publisher process of ``flat_out_publisher``, released at ``started``."""
 
-    Starts the publisher, releases it, waits for it and for the subscriber to
-    go idle.
+    def __init__(self, process: Any, results: Any, seconds: float) -> None:
+        self._process, self._results, self._seconds = process, results, seconds
+        self.started = time.perf_counter()
 
-    ``received()`` returns the subscriber's count so far; ``on_done()`` is
-    called once the subscriber is idle.
+    def wait(self) -> dict[str, Any]:
+        """The publisher's report once it is done: ``sent`` and ``seconds``."""
+        published: dict[str, Any] = self._results.get(timeout=self._seconds + 120)
+        self._process.join(10)
+        return published
+
+
+@contextlib.contextmanager
+def flat_out_publisher(url: str, channel: str, seconds: float, count: int) -> Iterator[FlatOutPublisher]:
+    """Publishes to ``channel`` flat out from another process, released on entry.
+
+    For ``seconds`` (or ``count`` messages when it is not 0). The process is
+    ended on exit if it still runs.
     """
     ctx = mp.get_context("spawn")  # no fork: the parent has threads
     ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
@@ -125,9 +137,26 @@ def measure_against_publisher(
         if not ready.wait(60):
             raise RuntimeError("benchmark publisher did not start")
         go.set()
-        started = time.perf_counter()
-        published = results.get(timeout=seconds + 120)
-        proc.join(10)
+        yield FlatOutPublisher(proc, results, seconds)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+
+
+def measure_against_publisher(
+    url: str, channel: str, seconds: float, count: int, received: Any, on_done: Any
+) -> dict[str, Any]:
+    """Publish flat out from another process; report what a subscriber got.
+
+    Starts the publisher, releases it, waits for it and for the subscriber to
+    go idle.
+
+    ``received()`` returns the subscriber's count so far; ``on_done()`` is
+    called once the subscriber is idle.
+    """
+    with flat_out_publisher(url, channel, seconds, count) as publisher:
+        published = publisher.wait()
         last_count, last_change = received(), time.perf_counter()
         while received() < published["sent"]:
             time.sleep(0.02)
@@ -137,10 +166,7 @@ def measure_against_publisher(
             elif time.perf_counter() - last_change > _IDLE_S:
                 break
         finished = last_change if received() < published["sent"] else time.perf_counter()
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
+        started = publisher.started
     on_done()
     got = received()
     sent = published["sent"]

@@ -11,7 +11,6 @@ million events as flushed and after compaction. Prints nothing.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import shutil
 import tempfile
 import threading
@@ -25,7 +24,7 @@ from botrix_toolkit.frames.history import open_dataset
 from botrix_toolkit.monitor.maintenance import compact
 from botrix_toolkit.monitor.service import MonitorService
 
-from .events import _publisher
+from .events import flat_out_publisher
 
 _WRITE_TIMEOUT_S = 300.0  # a monitor that has not written everything by then has lost it
 
@@ -46,36 +45,25 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
     prefix = f"botrix:bench:{uuid.uuid4().hex}"
     folder = Path(history) if history is not None else Path(tempfile.mkdtemp(prefix="botrix-bench-monitor-"))
     service = MonitorService(url, [prefix], folder, flush_s=flush_s, maintenance_s=3600)
-    ctx = mp.get_context("spawn")
-    ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_publisher, args=(url, f"{prefix}:updates", seconds, 0, ready, go, results),
-                       daemon=True)
     service.start()
     try:
-        proc.start()
-        if not ready.wait(60):
-            raise RuntimeError("benchmark publisher did not start")
-        go.set()
-        started = time.perf_counter()
-        published = results.get(timeout=seconds + 120)
-        proc.join(10)
-        sent = published["sent"]
-        last_written, last_change = -1, time.perf_counter()
-        deadline = time.perf_counter() + _WRITE_TIMEOUT_S
-        while time.perf_counter() < deadline:
-            written = service.health()["events_written"]
-            if written != last_written:
-                last_written, last_change = written, time.perf_counter()
-            if written >= sent:
-                break
-            time.sleep(0.05)
-        finished = last_change
-        received = service.health()["events_received"]
+        with flat_out_publisher(url, f"{prefix}:updates", seconds, 0) as publisher:
+            published = publisher.wait()
+            started = publisher.started
+            sent = published["sent"]
+            last_written, last_change = -1, time.perf_counter()
+            deadline = time.perf_counter() + _WRITE_TIMEOUT_S
+            while time.perf_counter() < deadline:
+                written = service.health()["events_written"]
+                if written != last_written:
+                    last_written, last_change = written, time.perf_counter()
+                if written >= sent:
+                    break
+                time.sleep(0.05)
+            finished = last_change
+            received = service.health()["events_received"]
     finally:
         service.stop()
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
     try:
         written = open_dataset(folder).count_rows()
         files = len(list((folder / "events").rglob("*.parquet")))
