@@ -51,3 +51,21 @@ def test_decoded_replies_and_the_clients_that_keep_the_usual_path(redis_url: str
     finally:
         single.close()
         latin.close()
+
+
+def test_many_calls_read_every_reply_before_raising_the_first_error(queue: QueueService) -> None:
+    calls, client = queue._packed, queue.redis
+    client.set(f"{queue.keys.prefix}:text", "a string")
+    client.rpush(f"{queue.keys.prefix}:list", "x")
+    commands = [calls.pack("GET", f"{queue.keys.prefix}:text"),
+                calls.pack("GET", f"{queue.keys.prefix}:list"),  # WRONGTYPE
+                calls.pack("PING")]
+    try:
+        calls.call_many(commands)
+    except redis.ResponseError as exc:
+        assert "WRONGTYPE" in str(exc)
+    else:
+        raise AssertionError("the WRONGTYPE reply was not raised")
+    # The PONG after the error was read too: the pooled connection answers the next call in step.
+    for _ in range(3):
+        assert calls.call_many([calls.pack("ECHO", "first"), calls.pack("ECHO", "second")]) == [b"first", b"second"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.cluster_routing import is_cluster_client
@@ -61,11 +61,23 @@ class PackedCalls:
         Connection errors are retried by the connection's retry policy, the
         connection dropped before each retry, as ``execute_command`` does.
         """
+        return self._on_connection(lambda conn: _send_and_read(conn, packed))
+
+    def call_many(self, packed: Sequence[bytes]) -> list[Any]:
+        """The replies to ``packed`` commands, sent in one write: a pipeline
+        without redis-py's Python work per argument, for reads of thousands
+        of keys. Every reply is read before the first error reply is raised,
+        so the connection goes back clean. Retried as ``call``: use it for
+        commands that can safely run twice (reads).
+        """
+        return self._on_connection(lambda conn: _send_and_read_all(conn, packed))
+
+    def _on_connection(self, work: Callable[[Any], Any]) -> Any:
         pool = self._pool
-        assert pool is not None, "call() is used only when usable, which needs a pool"
+        assert pool is not None, "calls are made only when usable, which needs a pool"
         conn = pool.get_connection()
         try:
-            return conn.retry.call_with_retry(lambda: _send_and_read(conn, packed), lambda _error: conn.disconnect())
+            return conn.retry.call_with_retry(lambda: work(conn), lambda _error: conn.disconnect())
         finally:
             try:
                 if conn.should_reconnect():
@@ -86,6 +98,21 @@ class PackedCalls:
 def _send_and_read(conn: Any, packed: bytes) -> Any:
     conn.send_packed_command((packed,))  # a sequence of buffers, as pack_command gives
     return conn.read_response(disable_decoding=True)  # raw bytes, as the toolkit reads every reply
+
+
+def _send_and_read_all(conn: Any, packed: Sequence[bytes]) -> list[Any]:
+    conn.send_packed_command(packed)
+    replies: list[Any] = []
+    error: ResponseError | None = None
+    for _ in packed:
+        try:
+            replies.append(conn.read_response(disable_decoding=True))
+        except ResponseError as exc:  # the replies after it are still to be read
+            error = error or exc
+            replies.append(exc)
+    if error is not None:
+        raise error
+    return replies
 
 
 def packed_evalsha(calls: PackedCalls, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
