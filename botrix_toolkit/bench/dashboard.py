@@ -57,7 +57,8 @@ class RefreshBenchmark:
     fill_s: float
     refresh_ms: list[float]
     baseline_ms: list[float]
-    peak_growth_mib: float = float("nan")  # resident memory the views added at their peak, first refresh included (Linux)
+    # resident memory the views added at their peak, the first refresh included (Linux)
+    peak_growth_mib: float = float("nan")
 
     @property
     def median_ms(self) -> float:
