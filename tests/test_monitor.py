@@ -46,7 +46,9 @@ class Monitor:
 
     def covered_until(self) -> int | None:
         try:
-            return int(json.loads(state_path(self.history, self.prefix).read_text())["covered_until_ns"])
+            # Every queue's state is written once all are subscribed: the first one's tells.
+            first = self.prefix.split(",")[0]
+            return int(json.loads(state_path(self.history, first).read_text())["covered_until_ns"])
         except (FileNotFoundError, ValueError):
             return None
 
