@@ -9,13 +9,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.frames import analysis
-from botrix_toolkit.frames.dataset_layout import state_path
+from botrix_toolkit.frames.dataset_layout import queue_dir, state_path
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.frames.history import open_dataset
 from botrix_toolkit.monitor.service import DOWNTIME_REASON, MonitorService
@@ -45,7 +46,9 @@ class Monitor:
 
     def covered_until(self) -> int | None:
         try:
-            return int(json.loads(state_path(self.history, self.prefix).read_text())["covered_until_ns"])
+            # Every queue's state is written once all are subscribed: the first one's tells.
+            first = self.prefix.split(",")[0]
+            return int(json.loads(state_path(self.history, first).read_text())["covered_until_ns"])
         except (FileNotFoundError, ValueError):
             return None
 
@@ -191,3 +194,42 @@ def test_events_whose_write_failed_are_written_by_a_later_flush(redis_url: str, 
         waiting.wait_for(lambda: service.health()["events_written"] >= 80, "the events written", timeout=60)
     added = EventRecorder.load(history, prefix=key_prefix).frame().query("event == 'job_added'")["job_id"]
     assert sorted(added) == sorted(ids)
+
+
+def test_a_queue_whose_writes_fail_holds_up_no_other_and_alone_shows_a_flush_lag(
+        redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    failing_name, fine_name = key_prefix + ":failing", key_prefix
+    history = tmp_path / "history"
+    blocked = queue_dir(history, "events", failing_name)
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the queue's events folder goes: its writes fail")
+    failing = QueueService.from_url(redis_url, prefix=failing_name)
+    fine = QueueService.from_url(redis_url, prefix=fine_name)
+    # The failing queue first: its error must not stop the flush of the queue after it.
+    service = MonitorService(redis_url, [failing_name, fine_name], history, flush_s=0.1)
+    try:
+        with service:
+            failing_ids = failing.add_jobs({"priority": 1} for _ in range(10))
+            waiting.wait_for(lambda: service.queue_health(failing_name)["last_event_age_s"] is not None,
+                             "the failing queue's events drained", timeout=60)
+            fine.add_jobs({"priority": 1} for _ in range(10))
+
+            def on_disk_after_its_newest_event(health: dict[str, Any]) -> bool:
+                return bool(health["flush_lag_s"] <= health["last_event_age_s"])
+
+            waiting.wait_for(lambda: service.queue_health(fine_name)["events_written"] == 20
+                             and on_disk_after_its_newest_event(service.queue_health(fine_name)),
+                             "the other queue written and all on disk", timeout=60)
+            # The failing queue was last all on disk before its newest event arrived, and stays so.
+            failing_health = service.queue_health(failing_name)
+            assert failing_health["events_received"] == 20 and failing_health["events_written"] == 0
+            assert not on_disk_after_its_newest_event(failing_health)
+            blocked.unlink()
+            waiting.wait_for(lambda: service.queue_health(failing_name)["events_written"] == 20,
+                             "the failing queue's events written once it can", timeout=60)
+    finally:
+        for queue in (failing, fine):
+            queue.clear_queue()
+            queue.close()
+    added = EventRecorder.load(history, prefix=failing_name).frame().query("event == 'job_added'")["job_id"]
+    assert sorted(added) == sorted(failing_ids)

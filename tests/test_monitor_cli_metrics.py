@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.server.ports import free_port
 from tests import waiting
@@ -40,15 +41,17 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_botrix_monitor_serves_metrics_on_its_metrics_port(
         redis_url: str, queue: QueueService, key_prefix: str, tmp_path: Path, monitors: list[Monitor]) -> None:
     port = free_port()
-    monitor = start(monitors, redis_url, key_prefix, tmp_path, "--metrics-port", str(port))
+    other = key_prefix + ":other"  # a second queue, sent one message that is not an event
+    monitor = start(monitors, redis_url, f"{key_prefix},{other}", tmp_path, "--metrics-port", str(port))
     url = f"http://127.0.0.1:{port}/metrics"
     waiting.wait_for(lambda: f"metrics at {url}" in monitor.log.read_text(), "the start line naming the URL",
                      WAIT_S)
     queue.add_jobs({"priority": 1} for _ in range(30))
     queue.complete_jobs(job.id for job in queue.dequeue_jobs(12))
+    queue.redis.publish(QueueKeys(other).updates, b"not an event")
 
-    def labelled(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        return name, tuple(sorted({"queue": key_prefix, **labels}.items()))
+    def labelled(name: str, prefix: str = key_prefix, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return name, tuple(sorted({"queue": prefix, **labels}.items()))
 
     expected = {
         labelled("botrix_queue_pending_jobs", priority="normal"): 18,
@@ -57,6 +60,11 @@ def test_botrix_monitor_serves_metrics_on_its_metrics_port(
         labelled("botrix_jobs_completed_total", priority="normal"): 12,
         labelled("botrix_job_wait_seconds_count", priority="normal"): 12,
         labelled("botrix_monitor_events_received_total"): 30 * 2 + 12 * 3,
+        labelled("botrix_monitor_malformed_total"): 0,
+        # Each queue's health is its own recorder's.
+        labelled("botrix_monitor_events_received_total", other): 1,
+        labelled("botrix_monitor_malformed_total", other): 1,
+        labelled("botrix_monitor_gaps_total", other): 0,
     }
     waiting.wait_for(lambda: all(scrape(url).get(key) == value for key, value in expected.items()),
                      f"{expected} on {url}", WAIT_S)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,8 @@ from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.frames import analysis
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.monitor.job_tracker import JobTracker
-from botrix_toolkit.monitor.metrics import MonitorMetrics
+from botrix_toolkit.monitor.metrics import MonitorMetrics, metrics_for_service
+from botrix_toolkit.monitor.service import MonitorService
 from tests import waiting
 
 WAIT_S = 60.0  # a guard against hanging, never a speed assertion
@@ -278,6 +280,50 @@ def test_several_queues_are_labelled_apart(redis_url: str, key_prefix: str) -> N
         second.clear_queue()
         first.close()
         second.close()
+
+
+
+HEALTH = {"events_received": "botrix_monitor_events_received_total", "gaps": "botrix_monitor_gaps_total",
+          "malformed": "botrix_monitor_malformed_total", "flush_lag_s": "botrix_monitor_flush_lag_seconds"}
+
+
+def test_a_monitored_queue_shows_its_own_recorder_health_not_the_others(
+        redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    busy_name, quiet_name = key_prefix, key_prefix + ":quiet"
+    history = tmp_path / "history"
+    with MonitorService(redis_url, [busy_name], history, flush_s=0.2):
+        pass  # a first run of the busy queue alone: the second run finds its downtime, the quiet queue has none
+    busy = QueueService.from_url(redis_url, prefix=busy_name)
+    quiet = QueueService.from_url(redis_url, prefix=quiet_name)
+    service = MonitorService(redis_url, [quiet_name, busy_name], history, flush_s=0.2)
+    metrics = metrics_for_service(service)
+    try:
+        with service:
+            busy.add_jobs({"priority": 2} for _ in range(30))
+            busy.complete_jobs(job.id for job in busy.dequeue_jobs(10))
+            busy.redis.publish(busy.keys.updates, b"not an event")
+            expected_events = 30 * 2 + 10 * 3  # an add publishes 2 messages, a claim 1, a completion 2
+            waiting.wait_for(lambda: service.queue_health(busy_name)["events_received"] == expected_events + 1,
+                             "the busy queue's messages", WAIT_S)
+        # Stopped: everything received is on disk and counted.
+        metrics.refresh()
+        busy_health, quiet_health = service.queue_health(busy_name), service.queue_health(quiet_name)
+    finally:
+        for queue in (busy, quiet):
+            queue.clear_queue()
+            queue.close()
+    for name, received, gaps, malformed in ((busy_name, expected_events + 1, 1, 1), (quiet_name, 0, 0, 0)):
+        assert sample(metrics, HEALTH["events_received"], queue=name) == received, name
+        assert sample(metrics, HEALTH["gaps"], queue=name) == gaps, name
+        assert sample(metrics, HEALTH["malformed"], queue=name) == malformed, name
+        lag = sample(metrics, HEALTH["flush_lag_s"], queue=name)
+        assert lag is not None and lag >= 0, name
+    assert busy_health["events_written"] == expected_events and busy_health["open_jobs"] == 20
+    assert busy_health["last_event_age_s"] is not None
+    assert quiet_health["events_written"] == 0 and quiet_health["last_event_age_s"] is None
+    assert quiet_health["open_jobs"] == 0
+    # The service's totals are the queues' sums.
+    assert service.health()["events_received"] == expected_events + 1 and service.health()["gaps"] == 1
 
 
 # -- serving ---------------------------------------------------------------------------

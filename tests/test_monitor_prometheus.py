@@ -36,7 +36,7 @@ def test_promtool_accepts_the_shipped_rules_and_config(tmp_path: Path) -> None:
     rules = subprocess.run([PROMTOOL, "check", "rules", str(tmp_path / "alerts.yml")],
                            capture_output=True, text=True, timeout=60)
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 6 rules found" in rules.stdout
+    assert "SUCCESS: 7 rules found" in rules.stdout
     config = subprocess.run([PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")],
                             capture_output=True, text=True, timeout=60)
     assert config.returncode == 0, config.stdout + config.stderr
@@ -114,7 +114,7 @@ def test_a_real_prometheus_scrapes_the_queue_counts(queue: QueueService, tmp_pat
                 groups = json.loads(response.read())["data"]["groups"]
             assert {rule["name"] for group in groups for rule in group["rules"]} >= {
                 "BotrixQueueBackingUp", "BotrixOldestPendingJobTooOld", "BotrixStalledJobs",
-                "BotrixMonitorNotReceiving"}
+                "BotrixMonitorNotReceiving", "BotrixMonitorNotWriting"}
         finally:
             server.terminate()
             try:

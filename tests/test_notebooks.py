@@ -13,11 +13,14 @@ history folder the test makes (``BOTRIX_HISTORY_DIR``), also with no server.
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -111,7 +114,8 @@ def test_notebook_runs(
         monkeypatch.setenv("BOTRIX_REDIS_URL", f"redis://127.0.0.1:{closed}/0")
 
     if name == "04_history.ipynb":
-        monkeypatch.setenv("BOTRIX_HISTORY_DIR", str(_small_history(tmp_path)))
+        history, completed_per_hour = _small_history(tmp_path)
+        monkeypatch.setenv("BOTRIX_HISTORY_DIR", str(history))
 
     executed = _execute(NOTEBOOK_DIR / name, kernel_name)
 
@@ -122,20 +126,27 @@ def test_notebook_runs(
     assert DEMO_PASSWORD not in text, f"{name} shows a job's password in its outputs"
     # Every notebook draws at least one figure from botrix_toolkit.plots.
     assert "application/vnd.plotly.v1+json" in text, f"{name} drew no plotly figure"
+    if name == "04_history.ipynb":
+        # DuckDB and Polars, querying the folder directly, count what the test wrote (and agree with pandas).
+        agreed = re.search(r"DuckDB, Polars and pandas agree: (\d+) completions in (\d+) queue-hours", text)
+        assert agreed, "04 printed no DuckDB/Polars/pandas agreement"
+        assert (int(agreed[1]), int(agreed[2])) == (sum(completed_per_hour.values()), len(completed_per_hour))
 
 
-def _small_history(folder: Path) -> Path:
-    """A history folder of two queues, one of them over two hours, as ``botrix monitor`` writes it."""
+def _small_history(folder: Path) -> tuple[Path, dict[tuple[str, pd.Timestamp], int]]:
+    """A history folder of two queues, one of them over two hours, as ``botrix monitor`` writes it,
+    and its ``job_completed`` events per (queue, UTC hour), counted from the frames written."""
     import dataclasses
-
-    import pandas as pd
 
     from botrix_toolkit.frames.events import EventRecorder
     from botrix_toolkit.monitor.backfill import write_recording
 
     history = folder / "history"
     sample = EventRecorder.load(NOTEBOOK_DIR.parent / "data" / "samples" / "events.parquet")
+    completed: Counter[tuple[str, pd.Timestamp]] = Counter()
     for shift_h, prefix in ((0, "botrix:jobs"), (1, "botrix:jobs"), (0, "{reports}")):
         shifted = sample.events.assign(received_at=sample.events["received_at"] + pd.Timedelta(hours=shift_h))
         write_recording(dataclasses.replace(sample, events=shifted), history, prefix)
-    return history
+        hours = shifted.loc[shifted["event"] == "job_completed", "received_at"].dt.floor("h")
+        completed.update({(prefix, hour): count for hour, count in hours.value_counts().items()})
+    return history, dict(completed)

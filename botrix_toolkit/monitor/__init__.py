@@ -17,8 +17,9 @@ The layout and schemas are in ``frames.dataset_layout``; reading is in
 ``frames.history_dataset`` (``open_dataset``, ``load_history``, ``read_rollups``).
 
 Hooks for other components (the Prometheus metrics): ``MonitorService.observers``,
-callables ``(prefix, events_frame)`` run after every drain, and
-``MonitorService.health()`` (events_received, events_written, gaps, malformed,
-dropped, flush_lag_s). ``botrix monitor --metrics-port N`` calls
+callables ``(prefix, events_frame)`` run after every drain,
+``MonitorService.queue_health(prefix)`` (events_received, events_written, gaps,
+malformed, dropped, flush_lag_s, last_event_age_s, open_jobs: one queue's) and
+``MonitorService.health()`` (their totals). ``botrix monitor --metrics-port N`` calls
 ``botrix_toolkit.monitor.metrics.start_metrics(service, host, port) -> url``.
 """

@@ -99,8 +99,9 @@ def metric_families(queues: Mapping[str, QueueState]) -> Iterator[Metric]:
                                     "be missing)", labels=["queue"]),
         "malformed": CounterMetricFamily("botrix_monitor_malformed", "Messages that were not events",
                                          labels=["queue"]),
-        "flush_lag_s": GaugeMetricFamily("botrix_monitor_flush_lag_seconds", "How long the oldest event not yet "
-                                         "written to disk has waited", labels=["queue"]),
+        "flush_lag_s": GaugeMetricFamily("botrix_monitor_flush_lag_seconds", "Seconds since every event the "
+                                         "recorder had received was last on disk: at most how long the oldest "
+                                         "event not yet written has waited", labels=["queue"]),
     }
     for name, state in queues.items():
         for level in PRIORITY_LEVELS_SHOWN:

@@ -144,7 +144,7 @@ class MonitorMetrics:
 
         Keys (each optional): ``events_received``, ``gaps``, ``malformed``
         (running totals of that queue's recorder) and ``flush_lag_s`` (seconds
-        the oldest event not yet on disk has waited).
+        since every event it had received was last on disk).
         """
         state = self._state(queue)
         unknown = set(health) - set(HEALTH_KEYS)
@@ -373,30 +373,27 @@ def start_metrics(
     falls a hundred drains behind) and shows its health. The threads are
     daemons: they end with the process.
     """
-    queues = [QueueService.from_url(service.url, prefix=prefix) for prefix in service.prefixes]
-    metrics = MonitorMetrics(queues, lease_s=lease_s, health_source=lambda: _queue_health(service))
+    metrics = metrics_for_service(service, lease_s=lease_s)
     service.observers.append(_BackgroundObserver(metrics))
     url = metrics.serve(host, port)
     metrics.start_refreshing(refresh_s)
     return url
 
 
-def _queue_health(service: MonitorService) -> dict[str, dict[str, Any]]:
-    """The service's health per queue, in the keys ``MonitorMetrics.set_health`` takes.
+def metrics_for_service(service: MonitorService, *, lease_s: float = DEFAULT_LEASE_S) -> MonitorMetrics:
+    """The metrics of a ``MonitorService``'s queues, neither served nor fed events yet (``start_metrics`` does both).
 
-    From ``service.queue_health(prefix)`` where the service has it; else its
-    whole ``health()``, which is one queue's when it records one.
+    Each refresh reads every queue's ``service.queue_health(prefix)``: the
+    ``botrix_monitor_*`` health metrics of a queue are its own recorder's.
     """
-    wanted = set(HEALTH_KEYS)
-    per_queue = getattr(service, "queue_health", None)
-    if per_queue is not None:
-        sources = {prefix: per_queue(prefix) for prefix in service.prefixes}
-    elif len(service.prefixes) == 1:
-        sources = {service.prefixes[0]: service.health()}
-    else:
-        return {}
-    return {prefix: {key: value for key, value in health.items() if key in wanted}
-            for prefix, health in sources.items()}
+    queues = [QueueService.from_url(service.url, prefix=prefix) for prefix in service.prefixes]
+    return MonitorMetrics(queues, lease_s=lease_s, health_source=lambda: _queue_health(service))
+
+
+def _queue_health(service: MonitorService) -> dict[str, dict[str, Any]]:
+    """Each queue's ``service.queue_health(prefix)``, in the keys ``MonitorMetrics.set_health`` takes."""
+    return {prefix: {key: value for key, value in service.queue_health(prefix).items() if key in HEALTH_KEYS}
+            for prefix in service.prefixes}
 
 
 class _BackgroundObserver:

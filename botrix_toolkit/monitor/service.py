@@ -13,8 +13,9 @@ callables, each called after every drain as ``observer(prefix, events)``,
 ``events`` a pandas frame of the drained events with the ``EVENTS_SCHEMA``
 columns (received_at, timestamp, event, job_id, status, priority, data as
 JSON text), possibly empty. An observer runs on the flush thread: it must be
-quick, and an exception in it is logged, never fatal. ``health()`` returns
-the counters a health check or ``/metrics`` wants.
+quick, and an exception in it is logged, never fatal. ``queue_health(prefix)``
+returns one queue's counters (what ``/metrics`` shows with that queue's
+label), ``health()`` their totals over every queue.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ class _Queue:
     unwritten: DrainedMessages | None = None  # drained, but the write failed: retried first
     events: int = 0
     malformed: int = 0
-    gaps: int = 0
+    downtime_gaps: int = 0  # times the monitor was down, found on start
     dropped: int = 0
+    # Every message received before this (ns) is on disk: the last successful flush's drain time.
+    on_disk_until_ns: int = field(default_factory=time.time_ns)
+    last_received_ns: int | None = None  # the newest message drained
 
 
 class MonitorService:
@@ -115,6 +119,8 @@ class MonitorService:
             if covered_until is not None:
                 now = time.time_ns()
                 self._write_gaps(queue, [[covered_until, now, DOWNTIME_REASON]])
+                queue.downtime_gaps += 1
+            queue.on_disk_until_ns = time.time_ns()
         self._last_flush = time.time()
         self._write_states(time.time_ns())
         self._stop.clear()
@@ -157,38 +163,58 @@ class MonitorService:
                 self._last_flush = time.time()
 
     def flush(self, final: bool = False) -> None:
-        """Drain every recorder and append what it had. ``final``: also the open gaps and minute."""
+        """Drain every recorder and append what it had. ``final``: also the open gaps and minute.
+
+        A queue whose write fails keeps its messages for the next flush and
+        does not hold up the others (its ``flush_lag_s`` grows, theirs does
+        not); the first such error is raised once every queue was tried.
+        """
+        failed: Exception | None = None
         for queue in self._queues:
-            began = time.perf_counter()
-            drained = queue.recorder.drain()
-            if queue.unwritten is not None:  # a failed write's messages go first, never lost
-                drained.received_ns[:0] = queue.unwritten.received_ns
-                drained.payloads[:0] = queue.unwritten.payloads
-            queue.unwritten = drained
-            drain_s = time.perf_counter() - began
-            events, malformed = event_tables(drained.received_ns, drained.payloads)
-            parse_s = time.perf_counter() - began - drain_s
-            with self._lock:
-                self.writer.append("events", queue.prefix, events)
-                self.writer.append("malformed", queue.prefix, malformed)
-            queue.unwritten = None
-            queue.events += events.num_rows
-            queue.malformed += malformed.num_rows
-            if drained.dropped:
-                queue.dropped += drained.dropped
-                logger.error("monitor fell behind on %r: %d events dropped", queue.prefix, drained.dropped)
-            self._write_new_gaps(queue, drained, final)
-            queue.rollups.add(events)
-            cutoff = None if final else drained.drained_at_ns // 1000 // _US_PER_MINUTE * _US_PER_MINUTE
-            counts, latency = queue.rollups.close(cutoff)
-            with self._lock:
-                self.writer.append("rollup_counts", queue.prefix, counts)
-                self.writer.append("rollup_latency", queue.prefix, latency)
-            self._write_state(queue, _covered_until(drained, final))
-            self._notify(queue.prefix, events)
-            logger.debug("flushed %d events of %r: drain %.3f s, parse %.3f s, total %.3f s", events.num_rows,
-                         queue.prefix, drain_s, parse_s, time.perf_counter() - began)
+            try:
+                self._flush_queue(queue, final)
+            except Exception as exc:
+                if failed is not None:  # the first is raised (the flush loop logs it), the others logged here
+                    logger.exception("monitor flush of %r failed", queue.prefix)
+                failed = failed or exc
         self._last_flush = time.time()
+        if failed is not None:
+            raise failed
+
+    def _flush_queue(self, queue: _Queue, final: bool) -> None:
+        began = time.perf_counter()
+        drained = queue.recorder.drain()
+        if queue.unwritten is not None:  # a failed write's messages go first, never lost
+            drained.received_ns[:0] = queue.unwritten.received_ns
+            drained.payloads[:0] = queue.unwritten.payloads
+            drained.dropped += queue.unwritten.dropped
+        queue.unwritten = drained
+        if drained.received_ns:
+            queue.last_received_ns = drained.received_ns[-1]
+        drain_s = time.perf_counter() - began
+        events, malformed = event_tables(drained.received_ns, drained.payloads)
+        parse_s = time.perf_counter() - began - drain_s
+        with self._lock:
+            self.writer.append("events", queue.prefix, events)
+            self.writer.append("malformed", queue.prefix, malformed)
+        queue.unwritten = None
+        queue.events += events.num_rows
+        queue.malformed += malformed.num_rows
+        if drained.dropped:
+            queue.dropped += drained.dropped
+            logger.error("monitor fell behind on %r: %d events dropped", queue.prefix, drained.dropped)
+        self._write_new_gaps(queue, drained, final)
+        queue.rollups.add(events)
+        cutoff = None if final else drained.drained_at_ns // 1000 // _US_PER_MINUTE * _US_PER_MINUTE
+        counts, latency = queue.rollups.close(cutoff)
+        with self._lock:
+            self.writer.append("rollup_counts", queue.prefix, counts)
+            self.writer.append("rollup_latency", queue.prefix, latency)
+        self._write_state(queue, _covered_until(drained, final))
+        queue.on_disk_until_ns = drained.drained_at_ns
+        self._notify(queue.prefix, events)
+        logger.debug("flushed %d events of %r: drain %.3f s, parse %.3f s, total %.3f s", events.num_rows,
+                     queue.prefix, drain_s, parse_s, time.perf_counter() - began)
 
     def _write_new_gaps(self, queue: _Queue, drained: DrainedMessages, final: bool) -> None:
         closed = []
@@ -215,7 +241,6 @@ class MonitorService:
         }, schema=GAPS_SCHEMA)
         with self._lock:
             self.writer.append("gaps", queue.prefix, table)
-        queue.gaps += len(gaps)
 
     def _write_state(self, queue: _Queue, covered_until_ns: int) -> None:
         self.writer.write_state(queue.prefix, {"covered_until_ns": covered_until_ns,
@@ -264,20 +289,54 @@ class MonitorService:
 
     # -- health ------------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
-        """events_received (messages the recorders got), events_written, gaps, malformed, dropped,
-        flush_lag_s (seconds since the last completed flush), open_jobs (tracked for rollups)."""
+    def queue_health(self, prefix: str) -> dict[str, Any]:
+        """One queue's recorder health (what ``/metrics`` shows with its ``queue`` label).
+
+        ``events_received``: messages its recorder got (counted as they
+        arrive); ``events_written``, ``malformed``: rows written to disk;
+        ``gaps``: periods without its events, the open one included (a lost
+        subscription, or the monitor down before it started); ``dropped``:
+        messages lost because the recorder's buffer was full; ``flush_lag_s``:
+        seconds since every message it had received was last on disk (about
+        ``flush_s`` while writes succeed, growing while they fail);
+        ``last_event_age_s``: seconds since the newest message drained was
+        received (None before the first); ``open_jobs``: jobs followed for
+        its rollups. Counters only grow. Safe to call from any thread.
+        """
+        queue = self._queue(prefix)
+        now_ns = time.time_ns()
+        last = queue.last_received_ns
         return {
-            "events_received": sum(q.recorder.received for q in self._queues),
-            "events_written": sum(q.events for q in self._queues),
-            "gaps": sum(q.gaps for q in self._queues),
-            "malformed": sum(q.malformed for q in self._queues),
-            "dropped": sum(q.dropped for q in self._queues),
-            "flush_lag_s": max(0.0, time.time() - self._last_flush),
-            "open_jobs": sum(q.rollups.open_jobs for q in self._queues),
-            "queues": list(self.prefixes),
+            "events_received": queue.recorder.received,
+            "events_written": queue.events,
+            # The recorder's own list only grows and holds the open gap too, so the sum
+            # never goes back, whatever the flush thread is doing.
+            "gaps": queue.downtime_gaps + len(queue.recorder.gaps()),
+            "malformed": queue.malformed,
+            "dropped": queue.dropped,
+            "flush_lag_s": max(0.0, (now_ns - queue.on_disk_until_ns) / 1e9),
+            "last_event_age_s": None if last is None else max(0.0, (now_ns - last) / 1e9),
+            "open_jobs": queue.rollups.open_jobs,
         }
 
+    def health(self) -> dict[str, Any]:
+        """Every queue's ``queue_health`` summed (``flush_lag_s``: the largest; ``last_event_age_s``: the
+        newest event's), and ``queues``, the prefixes."""
+        per_queue = [self.queue_health(prefix) for prefix in self.prefixes]
+        total: dict[str, Any] = {key: sum(h[key] for h in per_queue)
+                                 for key in ("events_received", "events_written", "gaps", "malformed",
+                                             "dropped", "open_jobs")}
+        total["flush_lag_s"] = max(h["flush_lag_s"] for h in per_queue)
+        ages = [h["last_event_age_s"] for h in per_queue if h["last_event_age_s"] is not None]
+        total["last_event_age_s"] = min(ages) if ages else None
+        total["queues"] = list(self.prefixes)
+        return total
+
+    def _queue(self, prefix: str) -> _Queue:
+        for queue in self._queues:
+            if queue.prefix == prefix:
+                return queue
+        raise InvalidInputError(f"the monitor records no queue {prefix!r}; it records {self.prefixes}")
 
 def _covered_until(drained: DrainedMessages, final: bool) -> int:
     """Every event before this time is on disk (or in a gap that is, or will be, recorded)."""
