@@ -230,6 +230,32 @@ def test_rollups_count_events_by_priority_and_measure_wait_and_run() -> None:
     assert builder.open_jobs == 0
 
 
+def test_a_job_whose_add_was_not_seen_keeps_a_null_priority_across_batches() -> None:
+    minute = pd.Timestamp("2026-11-29T10:00", tz="UTC").value
+    builder = RollupBuilder()
+    events, _ = event_tables([minute], [message("status_updated", "x", "running")])
+    builder.add(events)
+    assert builder.open_jobs == 1
+    events, _ = event_tables([minute + 1_000_000_000], [message("job_completed", "x", "completed")])
+    builder.add(events)
+    counts, latency = builder.close(None)
+    assert {(r["event"], r["priority"]) for r in counts.to_pylist()} == {("status_updated", None),
+                                                                         ("job_completed", None)}
+    assert latency.column("priority").to_pylist() == [None] and latency.column("run_max_s").to_pylist() == [1.0]
+    assert builder.open_jobs == 0
+
+
+def test_parsing_an_arrow_array_in_chunks_gives_the_rows_of_a_list() -> None:
+    payloads = [m for i in range(30) for m in job_life(f"c-{i}", i % 3)] + HOSTILE
+    received = [1_764_281_254_000_000_000 + i * 1000 for i in range(len(payloads))]
+    chunked = pa.chunked_array([pa.array(payloads[:40], type=pa.large_binary()),
+                                pa.array(payloads[40:], type=pa.large_binary())])
+    events, malformed = event_tables(pd.Series(received).to_numpy(), chunked)
+    expected, expected_malformed = event_tables(received, payloads)
+    assert events.combine_chunks().equals(expected.combine_chunks())
+    assert malformed.combine_chunks().equals(expected_malformed.combine_chunks())
+
+
 def test_rollups_read_back_per_minute(tmp_path: Path) -> None:
     writer = DatasetWriter(tmp_path)
     builder = RollupBuilder()

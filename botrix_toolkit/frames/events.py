@@ -8,7 +8,7 @@ publisher pipelining flat out (about a million messages a second here), where
 redis-py's ``PubSub.listen()`` falls behind and the server then drops the slow
 subscriber (client-output-buffer-limit pubsub); even ``hiredis.Reader.gets()``
 alone manages only about half that. Chunks are split into messages
-(hiredis) and parsed into a frame only when ``frame()`` or ``stats()`` is
+(vectorised, ``reply_stream``) and parsed into a frame only when ``frame()`` or ``stats()`` is
 asked for, each message once. A saved or loaded recording is a
 ``history.RecordedEvents``.
 
@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import hiredis
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import redis
 
 from botrix_toolkit.core.clients import RedisClient
@@ -40,6 +42,7 @@ from botrix_toolkit.core.keys import DEFAULT_PREFIX, QueueKeys
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.frames.event_frames import ParsedEvents, gaps_frame_from, parse_event_messages
 from botrix_toolkit.frames.history import RecordedEvents, gap_records, summary_html
+from botrix_toolkit.frames.reply_stream import MESSAGE_MARKER, ReplySplitter, SplitMessages
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ _SOCKET_RCVBUF = 8 << 20  # ask the kernel for room to absorb bursts
 _POLL_S = 0.25  # socket timeout: how often the thread looks at the stop flag
 _BACKOFF_FIRST_S, _BACKOFF_MAX_S = 0.1, 2.0
 # How every pub/sub message reply starts: counting it counts messages.
-_MESSAGE_MARKER = b"*3\r\n$7\r\nmessage\r\n"
+_MESSAGE_MARKER = MESSAGE_MARKER
 
 
 def _now_ns() -> int:
@@ -109,9 +112,7 @@ class EventRecorder:
         # per message, then parsed chunks of those (each message parsed once).
         self._parse_lock = threading.Lock()
         self._buffer: deque[tuple[int, bytes]] = deque(maxlen=maxlen)
-        self._split_reader: hiredis.Reader | None = None
-        self._split_segment = -1
-        self._split_resync = False
+        self._splitter = ReplySplitter(channel.encode())
         self._parsed_upto = 0  # sequence number of the next message to parse
         self._chunks: deque[tuple[int, ParsedEvents]] = deque()  # (first seq, parsed)
         self._malformed_total = 0
@@ -323,48 +324,24 @@ class EventRecorder:
                 self._raw_pending -= 1
                 self._raw_dropped += 1
 
-    def _split_raw(self) -> None:
-        """Move stage-1 chunks into ``_buffer`` as (receive ns, payload). Needs _parse_lock."""
+    def _split_new(self) -> SplitMessages:
+        """Cut the stage-1 chunks into messages (vectorised: ``reply_stream``). Needs _parse_lock."""
         with self._lock:
-            chunks = list(self._raw)
+            chunks = [(segment, now, data, resync) for segment, now, data, _, resync, _ in self._raw]
             self._raw.clear()
             self._raw_in_flight = self._raw_pending
             self._raw_pending = 0
-        out: list[tuple[int, bytes]] = []
-        append = out.append
-        for segment, now, data, _, resync, _ in chunks:
-            if segment != self._split_segment or resync:
-                if resync and segment == self._split_segment and self._split_reader is not None:
-                    if self._split_reader.has_data():
-                        # A reply begun in a split chunk lost its end with the
-                        # dropped chunk: it was counted nowhere else. (Best
-                        # effort: hiredis reports no data after a bare header.)
-                        with self._lock:
-                            self._raw_dropped += 1
-                self._split_reader = hiredis.Reader()
-                self._split_segment = segment
-                self._split_resync = resync
-            if self._split_resync:
-                start = data.find(_MESSAGE_MARKER)
-                if start < 0:
-                    continue
-                data = data[start:]
-                self._split_resync = False
-            reader = self._split_reader
-            assert reader is not None
-            reader.feed(data)
-            try:
-                while (reply := reader.gets()) is not False:
-                    if reply.__class__ is list and len(reply) == 3 and reply[0] == b"message":
-                        append((now, reply[2]))
-            except hiredis.ProtocolError:
-                logger.warning("event recorder lost sync in the reply stream; resynchronising")
-                self._split_reader = hiredis.Reader()
-                self._split_resync = True
-        self._buffer.extend(out)
+        split = self._splitter.split(chunks)
         with self._lock:
-            self._split_count += len(out)
+            self._raw_dropped += split.lost
+            self._split_count += len(split)
             self._raw_in_flight = 0
+        return split
+
+    def _split_raw(self) -> None:
+        """Move stage-1 chunks into ``_buffer`` as (receive ns, payload). Needs _parse_lock."""
+        split = self._split_new()
+        self._buffer.extend(zip(split.received_ns.tolist(), split.payloads.to_pylist()))
 
     def _open_gap(self, reason: str) -> bool:
         """Start a gap unless one is open. Returns True if a new gap was opened."""
@@ -423,27 +400,37 @@ class EventRecorder:
         For a consumer that keeps the events elsewhere (``botrix monitor``
         writes them to disk): drained messages leave the buffer, so they are
         no longer in ``frame()``, and are neither parsed here nor counted as
-        dropped. Call it more often than the buffer fills (``maxlen``
-        messages); whatever was dropped in between is reported in ``dropped``.
+        dropped. The messages are cut out of the socket chunks by numpy and
+        handed over as arrays, never one Python object per message. Call it
+        more often than the buffer fills (``maxlen`` messages); whatever was
+        dropped in between is reported in ``dropped``.
         """
         drained_at = _now_ns()
         with self._parse_lock:
-            self._split_raw()
-            items = list(self._buffer)
-            self._buffer.clear()
+            split = self._split_new()
+            if self._buffer:  # split earlier by frame() or stats(): those come first
+                earlier = list(self._buffer)
+                split = SplitMessages(
+                    np.concatenate([np.asarray([t for t, _ in earlier], dtype=np.int64), split.received_ns]),
+                    pa.chunked_array([pa.array([p for _, p in earlier], type=pa.large_binary()),
+                                      *split.payloads.chunks], type=pa.large_binary()),
+                )
+                self._buffer.clear()
+            if len(split) > self.maxlen:  # as the buffer would have: the newest maxlen stay
+                split = SplitMessages(split.received_ns[-self.maxlen:], split.payloads[-self.maxlen:])
             with self._lock:
                 gaps = [list(g) for g in self._gaps]
                 raw_dropped = self._raw_dropped
             # Everything split so far is either drained now or was dropped from the buffer.
-            dropped_total = self._split_count - self._drained - len(items) + raw_dropped
-            self._drained += len(items)
+            dropped_total = self._split_count - self._drained - len(split) + raw_dropped
+            self._drained += len(split)
             self._parsed_upto = self._split_count
             self._chunks.clear()
             dropped = dropped_total - self._drained_dropped
             self._drained_dropped = dropped_total
         return DrainedMessages(
-            received_ns=[t for t, _ in items],
-            payloads=[p for _, p in items],
+            received_ns=split.received_ns,
+            payloads=split.payloads,
             dropped=dropped,
             gaps=gaps,
             drained_at_ns=drained_at,
@@ -539,19 +526,32 @@ class EventRecorder:
 class DrainedMessages:
     """What ``EventRecorder.drain()`` hands over: the messages since the last drain.
 
-    ``received_ns`` and ``payloads``: each message's receive time (int ns since
-    the epoch, UTC) and its raw payload, in receive order. ``dropped``:
-    messages lost since the last drain because the buffer was full. ``gaps``:
-    every gap so far as ``[start_ns, end_ns or None, reason]``.
-    ``drained_at_ns``: when the drain began; every message received before it
-    is in this drain or an earlier one.
+    ``received_ns`` (int64 array) and ``payloads`` (``large_binary`` chunked
+    array): each message's receive time (ns since the epoch, UTC) and its raw
+    payload, in receive order. ``dropped``: messages lost since the last
+    drain because the buffer was full. ``gaps``: every gap so far as
+    ``[start_ns, end_ns or None, reason]``. ``drained_at_ns``: when the drain
+    began; every message received before it is in this drain or an earlier one.
     """
 
-    received_ns: list[int]
-    payloads: list[bytes]
+    received_ns: np.ndarray
+    payloads: pa.ChunkedArray
     dropped: int
     gaps: list[list[Any]]
     drained_at_ns: int
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def then(self, later: DrainedMessages) -> DrainedMessages:
+        """These messages followed by ``later``'s (drops added up; its gaps and drain time)."""
+        return DrainedMessages(
+            received_ns=np.concatenate([self.received_ns, later.received_ns]),
+            payloads=pa.chunked_array([*self.payloads.chunks, *later.payloads.chunks], type=pa.large_binary()),
+            dropped=self.dropped + later.dropped,
+            gaps=later.gaps,
+            drained_at_ns=later.drained_at_ns,
+        )
 
 
 def _chunk_len(parsed: ParsedEvents) -> int:

@@ -17,6 +17,7 @@ toolkit's one parser, so both routes give the same rows; receive order is kept.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -36,29 +37,52 @@ _MAX_ABS_SECONDS = 9_000_000_000  # as parse_event_messages: beyond this the tim
 _US_PER_S = 1_000_000
 
 
-def event_tables(received_ns: list[int], payloads: list[bytes]) -> tuple[pa.Table, pa.Table]:
+def event_tables(received_ns: Sequence[int] | np.ndarray,
+                 payloads: Sequence[bytes] | pa.Array | pa.ChunkedArray) -> tuple[pa.Table, pa.Table]:
     """The events table (``EVENTS_SCHEMA``) and malformed table (``MALFORMED_SCHEMA``).
 
     ``received_ns``: each message's receive time, int ns since the epoch;
-    ``payloads``: the raw messages, same order. Rows keep receive order.
+    ``payloads``: the raw messages, same order (bytes, or a binary Arrow
+    array as ``EventRecorder.drain()`` gives). Rows keep receive order. A
+    chunked array is parsed chunk by chunk (a few MB each: temporaries the
+    allocator reuses) and the tables keep those chunks.
     """
     received_us = np.asarray(received_ns, dtype=np.int64) // 1000
-    raw = _binary_array(payloads)
+    if isinstance(payloads, pa.ChunkedArray):
+        chunks = [chunk for chunk in payloads.chunks if len(chunk)]
+    elif isinstance(payloads, pa.Array):
+        chunks = [payloads]
+    else:
+        chunks = [_binary_array(list(payloads))]
+    if len(chunks) == 1:
+        return _chunk_tables(received_us, chunks[0])
+    events, malformed, start = [], [], 0
+    for chunk in chunks:
+        chunk_events, chunk_malformed = _chunk_tables(received_us[start:start + len(chunk)], chunk)
+        events.append(chunk_events)
+        malformed.append(chunk_malformed)
+        start += len(chunk)
+    if not events:
+        return EVENTS_SCHEMA.empty_table(), MALFORMED_SCHEMA.empty_table()
+    return pa.concat_tables(events), pa.concat_tables(malformed)
+
+
+def _chunk_tables(received_us: np.ndarray, raw: pa.Array) -> tuple[pa.Table, pa.Table]:
     try:
-        text = raw.cast(pa.string())
+        text = raw.cast(pa.large_string())
     except pa.ArrowInvalid:  # some payload is not UTF-8: let the Python parser sort them out
-        plain = np.zeros(len(payloads), dtype=bool)
+        plain = np.zeros(len(raw), dtype=bool)
     else:
         plain = pc.match_substring_regex(text, _PLAIN_MESSAGE).to_numpy(zero_copy_only=False)
     plain_rows = np.flatnonzero(plain)
     other_rows = np.flatnonzero(~plain)
     tables = []
     if len(plain_rows):
-        plain_text = text if len(plain_rows) == len(payloads) else text.take(plain_rows)
+        plain_text = text if len(plain_rows) == len(raw) else text.take(plain_rows)
         tables.append((plain_rows, _plain_events(plain_text, received_us[plain_rows])))
     malformed = MALFORMED_SCHEMA.empty_table()
     if len(other_rows):
-        events, malformed = _parsed_tables([payloads[i] for i in other_rows], received_us[other_rows])
+        events, malformed = _parsed_tables(raw.take(other_rows).to_pylist(), received_us[other_rows])
         tables.append((other_rows[_row_positions(events)], events.drop_columns(["_row"])))
     if not tables:
         return EVENTS_SCHEMA.empty_table(), malformed
@@ -75,28 +99,32 @@ def _plain_events(text: pa.Array, received_us: np.ndarray) -> pa.Table:
     (no escapes, fixed keys), so each field is cut out of the values buffer
     by numpy, by the positions of its quotes.
     """
-    text = pa.concat_arrays([text.cast(pa.large_string())])  # one contiguous copy: offsets start at 0
+    if text.offset or text.buffers()[1] is None:
+        text = pa.concat_arrays([text])  # one contiguous copy: offsets start at 0
     n = len(text)
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[: n + 1]
-    values = np.frombuffer(text.buffers()[2], dtype=np.uint8)[: offsets[-1]]
+    values_buffer = text.buffers()[2]
+    values = np.frombuffer(values_buffer, dtype=np.uint8)[: offsets[-1]]
     quotes = np.flatnonzero(values == ord('"'))
     first = np.searchsorted(quotes, offsets[:-1])  # index of each message's first quote
     per_message = np.diff(np.append(first, len(quotes)))
+    every_other = pa.array(np.arange(2 * n) % 2 == 0)
 
     def quote(k: int) -> np.ndarray:
         return quotes[np.minimum(first + k, len(quotes) - 1)]
 
     def cut(starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-        return _gather(values, starts, ends)
+        return _slices(values_buffer, starts, ends, every_other)
 
     status = cut(quote(18) + 1, quote(19))
     seconds = pc.cast(cut(quote(9) + 2, quote(10) - 1), pa.int64())  # `"timestamp":123,"`
     seconds = pc.if_else(pc.less(pc.abs(seconds), _MAX_ABS_SECONDS), seconds, None)
     has_priority = per_message >= 22
-    key = cut(np.where(has_priority, quote(20) + 1, 0), np.where(has_priority, quote(21), 0))
+    message_start = offsets[:-1]
+    key = cut(np.where(has_priority, quote(20) + 1, message_start), np.where(has_priority, quote(21), message_start))
     has_priority &= pc.equal(key, "priority").to_numpy(zero_copy_only=False)
     # `"priority":P,` or `"priority":P}`: digits from after the colon to the next , or }
-    value_start = np.where(has_priority, quote(21) + 2, 0)
+    value_start = np.where(has_priority, quote(21) + 2, message_start)
     value_end = value_start.copy()
     rows = np.flatnonzero(has_priority)
     if len(rows):  # at most 19 characters (sign and 18 digits), then `,` or `}`
@@ -112,23 +140,26 @@ def _plain_events(text: pa.Array, received_us: np.ndarray) -> pa.Table:
             "job_id": cut(quote(6) + 1, quote(7)),
             "status": pc.if_else(pc.equal(status, ""), None, status),
             "priority": priority,
-            # The first `,"data":` is the key (no string holds a quote); drop the closing brace.
-            "data": pc.utf8_slice_codeunits(pc.list_element(pc.split_pattern(text, ',"data":', max_splits=1), 1),
-                                            0, -1).cast(pa.string()),
+            # `"data":{...}}`: from the brace after the key's closing quote to before the last brace.
+            "data": cut(quote(11) + 2, offsets[1:] - 1),
         },
         schema=EVENTS_SCHEMA,
     )
 
 
-def _gather(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """A string array of ``values[starts[i]:ends[i]]`` for each i, with no Python loop."""
-    lengths = (ends - starts).astype(np.int64)
-    out_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out_offsets[1:])
-    index = np.repeat(starts.astype(np.int64) - out_offsets[:-1], lengths) + np.arange(out_offsets[-1])
-    data = values[index]
-    return pa.Array.from_buffers(pa.large_string(), len(lengths),
-                                 [None, pa.py_buffer(out_offsets), pa.py_buffer(data)]).cast(pa.string())
+def _slices(values: pa.Buffer, starts: np.ndarray, ends: np.ndarray, every_other: pa.Array) -> pa.Array:
+    """A string array of ``values[starts[i]:ends[i]]``, spans in order and apart, copied by Arrow.
+
+    The spans and the bytes between them make one array over ``values`` with
+    no copy (monotonic offsets); keeping its even elements copies the spans.
+    """
+    count = len(starts)
+    offsets = np.empty(2 * count + 1, dtype=np.int64)
+    offsets[0:-1:2] = starts
+    offsets[1::2] = ends
+    offsets[-1] = ends[-1] if count else 0
+    interleaved = pa.Array.from_buffers(pa.large_string(), 2 * count, [None, pa.py_buffer(offsets), values])
+    return interleaved.filter(every_other).cast(pa.string())
 
 
 def _parsed_tables(payloads: list[bytes], received_us: np.ndarray) -> tuple[pa.Table, pa.Table]:

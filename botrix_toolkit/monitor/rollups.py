@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from botrix_toolkit.frames.dataset_layout import ROLLUP_COUNTS_SCHEMA, ROLLUP_LATENCY_SCHEMA
 
@@ -34,82 +35,140 @@ _MINUTE_TYPE = ROLLUP_COUNTS_SCHEMA.field("minute").type  # marks "no open attem
 
 
 class RollupBuilder:
-    """Turns batches of one queue's events (``EVENTS_SCHEMA`` tables) into closed minutes."""
+    """Turns batches of one queue's events (``EVENTS_SCHEMA`` tables) into closed minutes.
+
+    Vectorised: a batch's rows are grouped by job with one stable sort of
+    their job codes (Arrow's hash), and each job's state before each row is
+    a forward fill done with a running maximum of positions; no Python runs
+    per row or per job.
+    """
 
     def __init__(self) -> None:
-        # job_id -> [priority or <NA>, added µs or -1, started µs or -1], jobs not ended yet
-        self._jobs = pd.DataFrame(
-            {"priority": pd.Series(dtype="Int64"), "added": pd.Series(dtype="int64"),
-             "started": pd.Series(dtype="int64")},
-            index=pd.Index([], dtype="string", name="job_id"),
-        )
+        # The jobs not ended yet, as parallel arrays: id, priority of the last
+        # add (null if unknown), the open attempt's added and started µs (-1: none).
+        self._ids = pa.array([], type=pa.string())
+        self._priority = np.zeros(0, dtype=np.int64)
+        self._priority_known = np.zeros(0, dtype=bool)
+        self._added = np.zeros(0, dtype=np.int64)
+        self._started = np.zeros(0, dtype=np.int64)
         self._counts: list[pd.DataFrame] = []  # minute, event, priority, count
         self._waits: list[pd.DataFrame] = []  # minute, priority, seconds
         self._runs: list[pd.DataFrame] = []
 
     @property
     def open_jobs(self) -> int:
-        return len(self._jobs)
+        return len(self._ids)
 
     def add(self, events: pa.Table) -> None:
         """Take in a batch of events, in receive order, after every earlier batch."""
         if events.num_rows == 0:
             return
-        rows = pd.DataFrame({
-            "t": events.column("received_at").cast(pa.int64()).to_numpy(zero_copy_only=False),
-            "job_id": events.column("job_id").to_pandas().astype("string"),
-            "event": events.column("event").to_pandas().astype("string"),
-            "status": events.column("status").to_pandas().astype("string"),
-            "priority": events.column("priority").to_pandas().astype("Int64"),
-        })
-        rows["minute"] = rows["t"] // _US_PER_MINUTE * _US_PER_MINUTE
-        known = self._jobs.reindex(rows["job_id"])
-        is_add = (rows["event"] == "job_added").to_numpy()
-        is_start = ((rows["event"] == "status_updated") & (rows["status"] == "running")).fillna(False).to_numpy()
-        is_end = (rows["event"].isin(_ENDING_EVENTS)
-                  | ((rows["event"] == "status_updated") & rows["status"].isin(_ENDING_STATUSES))
-                  ).fillna(False).to_numpy()
+        n = events.num_rows
+        t = events.column("received_at").cast(pa.int64()).to_numpy()
+        minute = t // _US_PER_MINUTE * _US_PER_MINUTE
+        event = events.column("event").combine_chunks()
+        status = events.column("status")
+        is_add = _flag(pc.equal(event, "job_added"))
+        is_status = _flag(pc.equal(event, "status_updated"))
+        is_start = is_status & _flag(pc.equal(status, "running"))
+        is_end = _flag(pc.is_in(event, value_set=pa.array(_ENDING_EVENTS))) \
+            | (is_status & _flag(pc.is_in(status, value_set=pa.array(_ENDING_STATUSES))))
+        priority_column = events.column("priority")
+        priority = priority_column.fill_null(0).to_numpy()
+        priority_given = _flag(pc.is_valid(priority_column))
 
-        # The job's priority: its last job_added so far (this batch, else memory).
-        priority = rows["priority"].where(is_add).groupby(rows["job_id"], sort=False).ffill()
-        rows["job_priority"] = priority.fillna(pd.Series(known["priority"].to_numpy(), index=rows.index))
+        # Jobs: codes by Arrow's hash, memory found by id; rows grouped by job in receive order.
+        encoded = events.column("job_id").combine_chunks().dictionary_encode()
+        has_job = _flag(pc.is_valid(encoded.indices))
+        codes = np.where(has_job, encoded.indices.fill_null(0).to_numpy(), -1)
+        jobs = encoded.dictionary
+        memory = pc.index_in(jobs, value_set=self._ids)
+        in_memory = _flag(pc.is_valid(memory))
+        slot = memory.fill_null(0).to_numpy().astype(np.int64)
+        known_priority = np.where(in_memory, self._priority[slot] if len(self._ids) else 0, 0)
+        known_priority_given = in_memory & (self._priority_known[slot] if len(self._ids) else False)
+        known_added = np.where(in_memory, self._added[slot] if len(self._ids) else _RESET, _RESET)
+        known_started = np.where(in_memory, self._started[slot] if len(self._ids) else _RESET, _RESET)
 
-        # Times of the open attempt before each row: marks forward-filled per job, memory first.
-        t = rows["t"].to_numpy()
-        added_mark = pd.Series(np.where(is_add, t, np.where(is_start, _RESET, np.nan)), index=rows.index)
-        started_mark = pd.Series(np.where(is_start, t, np.where(is_add | is_end, _RESET, np.nan)),
-                                 index=rows.index)
-        added_now = added_mark.groupby(rows["job_id"], sort=False).ffill()
-        started_now = started_mark.groupby(rows["job_id"], sort=False).ffill()
-        added_before = added_now.groupby(rows["job_id"], sort=False).shift(1)
-        started_before = started_now.groupby(rows["job_id"], sort=False).shift(1)
-        added_before = added_before.fillna(pd.Series(known["added"].to_numpy(), index=rows.index))
-        started_before = started_before.fillna(pd.Series(known["started"].to_numpy(), index=rows.index))
+        order = np.argsort(codes, kind="stable")  # each job's rows together, in receive order
+        sorted_codes = codes[order]
+        position = np.arange(n)
+        boundary = np.ones(n, dtype=bool)
+        boundary[1:] = sorted_codes[1:] != sorted_codes[:-1]
+        group_start = np.maximum.accumulate(np.where(boundary, position, 0))
+        code = np.maximum(sorted_codes, 0)
+        with_job = sorted_codes >= 0
 
-        waits = is_start & (added_before > 0).to_numpy()
-        runs = is_end & (started_before > 0).to_numpy()
-        self._waits.append(pd.DataFrame({
-            "minute": rows["minute"][waits], "priority": rows["job_priority"][waits],
-            "seconds": (t[waits] - added_before[waits]) / 1e6}))
-        self._runs.append(pd.DataFrame({
-            "minute": rows["minute"][runs], "priority": rows["job_priority"][runs],
-            "seconds": (t[runs] - started_before[runs]) / 1e6}))
-        self._counts.append(
-            rows.groupby(["minute", "event", "job_priority"], dropna=False, sort=False)
-            .size().rename("count").reset_index().rename(columns={"job_priority": "priority"})
-        )
+        def last_mark(marked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Per sorted row: position of the job's last marked row up to it, and whether there is one."""
+            last = np.maximum.accumulate(np.where(marked[order], position, -1))
+            return last, (last >= group_start) & with_job
+
+        def before(last: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """The same, for the rows before each row (the job's state the row finds)."""
+            prev = np.empty_like(last)
+            prev[0], prev[1:] = -1, last[:-1]
+            return prev, (prev >= group_start) & with_job & ~boundary
+
+        # The job's priority: its last job_added with a priority so far (this batch, else memory).
+        s_priority = priority[order]
+        last, found = last_mark(is_add & priority_given)
+        job_priority = np.where(found, s_priority[np.maximum(last, 0)], known_priority[code])
+        job_priority_given = np.where(found, True, known_priority_given[code]) & with_job
+
+        # Times of the open attempt: an add opens one (a start closes its wait), a start opens
+        # the run (an add or an end resets it). The value a row finds is the job's last mark before it.
+        s_t = t[order]
+        added_value = np.where(is_add, t, _RESET)[order]
+        started_value = np.where(is_start, t, _RESET)[order]
+        added_last, added_found = last_mark(is_add | is_start)
+        started_last, started_found = last_mark(is_start | is_add | is_end)
+        prev, prev_found = before(added_last, added_found)
+        added_before = np.where(prev_found, added_value[np.maximum(prev, 0)], known_added[code])
+        prev, prev_found = before(started_last, started_found)
+        started_before = np.where(prev_found, started_value[np.maximum(prev, 0)], known_started[code])
+        added_before = np.where(with_job, added_before, _RESET)
+        started_before = np.where(with_job, started_before, _RESET)
+
+        s_minute = minute[order]
+        waits = is_start[order] & (added_before > 0)
+        runs = is_end[order] & (started_before > 0)
+        label = pd.array(np.where(job_priority_given, job_priority, 0), dtype="Int64")
+        label[~job_priority_given] = pd.NA
+        self._waits.append(pd.DataFrame({"minute": s_minute[waits], "priority": label[waits],
+                                         "seconds": (s_t[waits] - added_before[waits]) / 1e6}))
+        self._runs.append(pd.DataFrame({"minute": s_minute[runs], "priority": label[runs],
+                                        "seconds": (s_t[runs] - started_before[runs]) / 1e6}))
+        row_priority = np.empty(n, dtype=np.int64)
+        row_priority[order] = job_priority
+        row_priority_given = np.empty(n, dtype=bool)
+        row_priority_given[order] = job_priority_given
+        counted = pa.table({
+            "minute": minute, "event": event,
+            "priority": pa.array(row_priority, mask=~row_priority_given),
+        }).group_by(["minute", "event", "priority"]).aggregate([([], "count_all")])
+        self._counts.append(pd.DataFrame({  # one row per minute, event and priority: a few
+            "minute": counted.column("minute").to_numpy(),
+            "event": counted.column("event").to_pandas(),
+            "priority": pd.array(counted.column("priority").to_pylist(), dtype="Int64"),
+            "count": counted.column("count_all").to_numpy(),
+        }))
 
         # Remember each job's state after this batch; jobs whose last step ended them leave.
-        last = pd.DataFrame({
-            "job_id": rows["job_id"], "priority": rows["job_priority"],
-            "added": added_now.fillna(pd.Series(known["added"].to_numpy(), index=rows.index)),
-            "started": started_now.fillna(pd.Series(known["started"].to_numpy(), index=rows.index)),
-            "ended": is_end,
-        }).drop_duplicates("job_id", keep="last").set_index("job_id")
-        jobs = self._jobs.drop(index=last.index, errors="ignore")
-        still_open = last[~last["ended"]].drop(columns="ended")
-        still_open = still_open.astype({"added": "float64", "started": "float64"}).fillna(_RESET)
-        self._jobs = pd.concat([jobs, still_open.astype({"added": "int64", "started": "int64"})])
+        last_row = np.ones(n, dtype=bool)
+        last_row[:-1] = boundary[1:]
+        last_row &= with_job
+        added_now = np.where(added_found, added_value[np.maximum(added_last, 0)], known_added[code])
+        started_now = np.where(started_found, started_value[np.maximum(started_last, 0)], known_started[code])
+        keep = last_row & ~is_end[order]
+        stay = pc.invert(pc.is_in(self._ids, value_set=jobs)).to_numpy(zero_copy_only=False) \
+            if len(self._ids) else np.zeros(0, dtype=bool)
+        kept_codes = code[keep]
+        self._ids = pa.concat_arrays([self._ids.filter(pa.array(stay)), jobs.take(pa.array(kept_codes))])
+        self._priority = np.concatenate([self._priority[stay], np.where(job_priority_given, job_priority, 0)[keep]])
+        self._priority_known = np.concatenate([self._priority_known[stay], job_priority_given[keep]])
+        self._added = np.concatenate([self._added[stay], added_now[keep]])
+        self._started = np.concatenate([self._started[stay], started_now[keep]])
 
     def close(self, before_us: int | None) -> tuple[pa.Table, pa.Table]:
         """Rollup rows of every minute that starts before ``before_us`` (None: all), forgotten after.
@@ -174,3 +233,8 @@ def _latency_table(waits: pd.DataFrame, runs: pd.DataFrame) -> pa.Table:
             columns[field.name] = pa.nulls(len(merged), type=field.type) if not field.name.endswith("count") \
                 else pa.array(np.zeros(len(merged), dtype="int64"))
     return pa.table(columns, schema=ROLLUP_LATENCY_SCHEMA)
+
+
+def _flag(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow result as a numpy bool array, null read as False."""
+    return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)

@@ -185,12 +185,10 @@ class MonitorService:
         began = time.perf_counter()
         drained = queue.recorder.drain()
         if queue.unwritten is not None:  # a failed write's messages go first, never lost
-            drained.received_ns[:0] = queue.unwritten.received_ns
-            drained.payloads[:0] = queue.unwritten.payloads
-            drained.dropped += queue.unwritten.dropped
+            drained = queue.unwritten.then(drained)
         queue.unwritten = drained
-        if drained.received_ns:
-            queue.last_received_ns = drained.received_ns[-1]
+        if len(drained):
+            queue.last_received_ns = int(drained.received_ns[-1])
         drain_s = time.perf_counter() - began
         events, malformed = event_tables(drained.received_ns, drained.payloads)
         parse_s = time.perf_counter() - began - drain_s

@@ -1,0 +1,81 @@
+"""The vectorised reply splitter gives exactly the messages hiredis reads, however the stream is cut."""
+
+from __future__ import annotations
+
+import hiredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from botrix_toolkit.frames.reply_stream import ReplySplitter
+
+CHANNEL = b"botrix:jobs:updates"
+
+
+def message(payload: bytes, channel: bytes = CHANNEL) -> bytes:
+    return b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(channel), channel, len(payload), payload)
+
+
+def hiredis_messages(stream: bytes) -> list[bytes]:
+    reader = hiredis.Reader()
+    reader.feed(stream)
+    out = []
+    while (reply := reader.gets()) is not False:
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+            out.append(reply[2])
+    return out
+
+
+# Payloads that look like the stream itself: a marker, a whole reply, CRLF, stars, nothing.
+_TRICKY = [b"", b"*", b"\r\n", b"*3\r\n$7\r\nmessage\r\n", message(b"inner"), b'{"event":"x"}']
+_REPLY = st.one_of(
+    st.builds(message, st.one_of(st.binary(max_size=40), st.sampled_from(_TRICKY))),
+    st.just(b"*3\r\n$9\r\nsubscribe\r\n$3\r\nabc\r\n:1\r\n"),  # not a message: skipped
+    st.just(message(b"other channel's", b"elsewhere")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_REPLY, max_size=40), st.lists(st.integers(min_value=0), max_size=8), st.data())
+def test_the_split_equals_hiredis_however_the_chunks_fall(replies: list[bytes], cuts: list[int],
+                                                          data: st.DataObject) -> None:
+    stream = b"".join(replies)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    splitter = ReplySplitter(CHANNEL)
+    payloads: list[bytes] = []
+    times: list[int] = []
+    position = 0
+    while position < len(chunks):
+        batch = data.draw(st.integers(min_value=1, max_value=3))
+        got = splitter.split([(1, 100 + i, chunk, False) for i, chunk in enumerate(chunks[position:position + batch],
+                                                                                    start=position)])
+        payloads += got.payloads.to_pylist()
+        times += got.received_ns.tolist()
+        position += batch
+    assert payloads == hiredis_messages(stream)
+    assert times == sorted(times)
+
+
+def test_each_message_gets_the_time_of_the_chunk_that_completed_it() -> None:
+    stream = message(b"a") + message(b"b")
+    cut = len(message(b"a")) + 5
+    got = ReplySplitter(CHANNEL).split([(1, 10, stream[:cut], False), (1, 20, stream[cut:], False)])
+    assert got.payloads.to_pylist() == [b"a", b"b"]
+    assert got.received_ns.tolist() == [10, 20]
+
+
+def test_a_resync_after_dropped_bytes_restarts_at_the_next_marker_and_counts_the_cut_reply() -> None:
+    first, second = message(b"first"), message(b"second")
+    splitter = ReplySplitter(CHANNEL)
+    got = splitter.split([(1, 1, first[:10], False)])  # a reply begun, its end then dropped
+    assert len(got) == 0
+    got = splitter.split([(1, 2, b"tail of something" + second, True)])
+    assert got.payloads.to_pylist() == [b"second"]
+    assert got.lost == 1
+
+
+def test_a_new_connection_forgets_the_old_ones_unfinished_reply() -> None:
+    splitter = ReplySplitter(CHANNEL)
+    splitter.split([(1, 1, message(b"cut")[:12], False)])
+    got = splitter.split([(2, 2, message(b"fresh"), False)])
+    assert got.payloads.to_pylist() == [b"fresh"] and got.lost == 0
