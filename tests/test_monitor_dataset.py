@@ -12,6 +12,8 @@ import pandas.testing as pdt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.frames.dataset_layout import EVENTS_SCHEMA, TABLES, encode_prefix
@@ -294,3 +296,55 @@ def test_a_priority_beyond_float_precision_loads_exactly(tmp_path: Path) -> None
     events, _ = event_tables([pd.Timestamp("2026-11-29T10:00", tz="UTC").value], [payload])
     DatasetWriter(tmp_path).append("events", PREFIX, events)
     assert EventRecorder.load(tmp_path).frame()["priority"].tolist() == [123456789012345678]
+
+
+_CLEAN = st.text(alphabet=st.sampled_from(list("ab-é中 :,{}0")), max_size=4)
+_FIELD = st.one_of(_CLEAN, _CLEAN, _CLEAN, st.text(alphabet=st.sampled_from(list('a"\\\x01')), max_size=3))
+_NUMBER = st.one_of(st.integers(min_value=-999, max_value=999).map(str),
+                    st.sampled_from(["9999999999", "10000000000", "-9999999999", "999999999999999999",
+                                     "1000000000000000000", "-999999999999999999", "-0", "00", "01", "-",
+                                     "", "1.5", "+1", "1e3"]))
+
+
+@st.composite
+def _near_plain_message(draw: st.DrawFn) -> str:
+    text = (f'{{"event":"{draw(_FIELD)}","job_id":"{draw(_FIELD)}","timestamp":{draw(_NUMBER)},'
+            f'"data":{{"job_id":"{draw(_FIELD)}","status":"{draw(_FIELD)}"')
+    if draw(st.booleans()):
+        text += f',"priority":{draw(_NUMBER)}'
+    if draw(st.booleans()):
+        text += f',"error":"{draw(_FIELD)}"'
+    text += "}}"
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):  # sometimes a stray edit anywhere
+        at = draw(st.integers(min_value=0, max_value=len(text)))
+        text = text[:at] + draw(st.sampled_from(['"', "", " ", "}", ",", "x"])) + text[at + 1:]
+    return text
+
+
+_HEAD = '{"event":"a","job_id":"b","timestamp":'
+_NEAR_MISSES = [  # each beside the line the expression draws
+    _HEAD + '9999999999,"data":{"job_id":"","status":""}}', _HEAD + '10000000000,"data":{"job_id":"","status":""}}',
+    _HEAD + '1,"data":{"job_id":"","status":"","priority":999999999999999999}}',
+    _HEAD + '1,"data":{"job_id":"","status":"","priority":1000000000000000000}}',
+    _HEAD + '01,"data":{"job_id":"","status":""}}', _HEAD + '-,"data":{"job_id":"","status":""}}',
+    _HEAD + '1,"data":{"job_id":"","status":"","priority":-0,"error":""}}',
+    _HEAD + '1,"data":{"job_id":"","status":"","error":"","priority":1}}',
+    _HEAD + '1,"data":{"job_id":"","status":""}}}', _HEAD + '1,"data":{"job_id":"","status":""}',
+    _HEAD + '1,"data":{"job_id":"","status":"","error":"x"}}',
+    _HEAD + '1,"data":{"job_id":"","status":"","priority":}}',
+    '{"event":"","job_id":"b","timestamp":1,"data":{"job_id":"","status":""}}',
+    '{"event":"a","job_id":"","timestamp":1,"data":{"job_id":"","status":""}}',
+]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_near_plain_message(), max_size=30).map(lambda texts: texts + _NEAR_MISSES))
+def test_near_misses_of_the_fast_route_give_the_rows_of_the_toolkits_parser(texts: list[str]) -> None:
+    payloads = [t.encode() for t in texts]
+    received = list(range(1, len(texts) + 1))
+    events, malformed = event_tables(received, payloads)
+    parsed = parse_event_messages(payloads, received)
+    assert events.column("job_id").to_pylist() == parsed.job_id
+    assert events.column("event").to_pylist() == parsed.event
+    assert events.column("priority").to_pylist() == parsed.priority
+    assert malformed.num_rows == len(parsed.bad_row)

@@ -8,8 +8,9 @@ and the toolkit's scripts publish::
     {"event":"E","job_id":"J","timestamp":T,"data":{"job_id":"J","status":"S"[,"priority":P][,"error":"M"]}}
 
 with no escapes, so those are recognised by one anchored regular expression
-(RE2, no captures: a DFA) and cut into columns with Arrow's string kernels,
-never touching Python per message. Any other message (other keys, key order,
+(RE2, no captures: a DFA) and cut into columns between known quotes (numpy
+finds every double quote once; Arrow copies the fields out), never touching
+Python per message. Any other message (other keys, key order,
 escapes, whitespace, bad UTF-8) goes through ``parse_event_messages``, the
 toolkit's one parser, so both routes give the same rows; receive order is kept.
 """
@@ -68,18 +69,20 @@ def event_tables(received_ns: Sequence[int] | np.ndarray,
 
 
 def _chunk_tables(received_us: np.ndarray, raw: pa.Array) -> tuple[pa.Table, pa.Table]:
+    layout: _Layout | None = None
     try:
         text = raw.cast(pa.large_string())
     except pa.ArrowInvalid:  # some payload is not UTF-8: let the Python parser sort them out
         plain = np.zeros(len(raw), dtype=bool)
     else:
         plain = pc.match_substring_regex(text, _PLAIN_MESSAGE).to_numpy(zero_copy_only=False)
+        layout = _Layout(text) if plain.all() else None
     plain_rows = np.flatnonzero(plain)
     other_rows = np.flatnonzero(~plain)
     tables = []
     if len(plain_rows):
-        plain_text = text if len(plain_rows) == len(raw) else text.take(plain_rows)
-        tables.append((plain_rows, _plain_events(plain_text, received_us[plain_rows])))
+        layout = layout or _Layout(text.take(plain_rows))
+        tables.append((plain_rows, _plain_events(layout, received_us[plain_rows])))
     malformed = MALFORMED_SCHEMA.empty_table()
     if len(other_rows):
         events, malformed = _parsed_tables(raw.take(other_rows).to_pylist(), received_us[other_rows])
@@ -92,29 +95,43 @@ def _chunk_tables(received_us: np.ndarray, raw: pa.Array) -> tuple[pa.Table, pa.
     return pa.concat_tables([table for _, table in tables]).take(order), malformed
 
 
-def _plain_events(text: pa.Array, received_us: np.ndarray) -> pa.Table:
+class _Layout:
+    """A string array's bytes as numpy, with the position of every double quote in them."""
+
+    def __init__(self, text: pa.Array) -> None:
+        if text.offset or text.buffers()[1] is None:
+            text = pa.concat_arrays([text])  # one contiguous copy
+        self.text = text
+        self.n = len(text)
+        self.offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[: self.n + 1]
+        buffer = text.buffers()[2]
+        self.buffer = buffer if buffer is not None else pa.py_buffer(b"")
+        self.values = np.frombuffer(self.buffer, dtype=np.uint8)[: self.offsets[-1]]
+        self.starts, self.ends = self.offsets[:-1], self.offsets[1:]
+        self.quotes = np.flatnonzero(self.values == ord('"'))
+        self.first = np.searchsorted(self.quotes, self.starts)  # each message's first quote
+        self.count = np.searchsorted(self.quotes, self.ends) - self.first  # and how many it has
+
+    def quote(self, k: int) -> np.ndarray:
+        """Position of each message's k-th quote (meaningless where it has fewer: check ``count``)."""
+        if not len(self.quotes):
+            return np.zeros(self.n, dtype=np.int64)
+        return self.quotes[np.minimum(self.first + k, len(self.quotes) - 1)]
+
+
+def _plain_events(layout: _Layout, received_us: np.ndarray) -> pa.Table:
     """Columns of messages that match ``_PLAIN_MESSAGE``: fields sit between known quotes.
 
     In such a message the n-th double quote is always the same delimiter
     (no escapes, fixed keys), so each field is cut out of the values buffer
-    by numpy, by the positions of its quotes.
+    by the positions of its quotes.
     """
-    if text.offset or text.buffers()[1] is None:
-        text = pa.concat_arrays([text])  # one contiguous copy: offsets start at 0
-    n = len(text)
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[: n + 1]
-    values_buffer = text.buffers()[2]
-    values = np.frombuffer(values_buffer, dtype=np.uint8)[: offsets[-1]]
-    quotes = np.flatnonzero(values == ord('"'))
-    first = np.searchsorted(quotes, offsets[:-1])  # index of each message's first quote
-    per_message = np.diff(np.append(first, len(quotes)))
+    n, offsets, values, quote = layout.n, layout.offsets, layout.values, layout.quote
+    per_message = layout.count
     every_other = pa.array(np.arange(2 * n) % 2 == 0)
 
-    def quote(k: int) -> np.ndarray:
-        return quotes[np.minimum(first + k, len(quotes) - 1)]
-
     def cut(starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-        return _slices(values_buffer, starts, ends, every_other)
+        return _slices(layout.buffer, starts, ends, every_other)
 
     status = cut(quote(18) + 1, quote(19))
     seconds = pc.cast(cut(quote(9) + 2, quote(10) - 1), pa.int64())  # `"timestamp":123,"`
