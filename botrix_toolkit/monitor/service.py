@@ -49,6 +49,7 @@ Observer = Callable[[str, pd.DataFrame], None]
 
 _US_PER_MINUTE = 60_000_000
 DOWNTIME_REASON = "monitor not running"
+_BEHIND_LOG_EVERY_S = 60.0  # at most one "falling behind" line a minute
 
 
 @dataclass
@@ -107,6 +108,7 @@ class MonitorService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_flush = time.time()
+        self._behind_logged_at = -float("inf")
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -170,6 +172,7 @@ class MonitorService:
         not); the first such error is raised once every queue was tried.
         """
         failed: Exception | None = None
+        flush_began, written_before = time.monotonic(), sum(q.events for q in self._queues)
         for queue in self._queues:
             try:
                 self._flush_queue(queue, final)
@@ -178,6 +181,13 @@ class MonitorService:
                     logger.exception("monitor flush of %r failed", queue.prefix)
                 failed = failed or exc
         self._last_flush = time.time()
+        took = time.monotonic() - flush_began
+        if took > self.flush_s and time.monotonic() - self._behind_logged_at > _BEHIND_LOG_EVERY_S:
+            # Nothing is dropped: the recorders' buffers grow until the writing catches up.
+            self._behind_logged_at = time.monotonic()
+            logger.warning("monitor falling behind: a flush of %d events took %.1f s (flush every %g s); "
+                           "the recorders buffer the rest", sum(q.events for q in self._queues) - written_before,
+                           took, self.flush_s)
         if failed is not None:
             raise failed
 
