@@ -1,0 +1,481 @@
+"""The activity charts over a chosen time range: live minutes from a recorder, older ones from the history folder.
+
+``botrix dashboard --history DIR`` offers the ranges of ``RANGES`` and a
+custom one. Minutes from ``split`` on come from the dashboard's own
+``EventRecorder``; minutes before it from the folder ``botrix monitor``
+writes (``frames.dataset_layout``), so no event is counted twice. Ranges
+shorter than ``ROLLUPS_FROM`` read the raw events and are counted exactly as
+the live charts count them (``analysis.throughput``, ``analysis.latency``);
+longer ones read the per-minute rollups only, never the raw rows, and only
+the partitions of the range.
+
+No Streamlit here: ``bench.history_view`` times exactly this step, and the
+tests call it on a history written by the monitor's own writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.frames import analysis, plots
+from botrix_toolkit.frames.dataset_layout import STATE, TABLES, queue_dir, state_path
+from botrix_toolkit.frames.history_dataset import last_received_at, read_table
+
+logger = logging.getLogger(__name__)
+
+#: The ranges the activity charts offer, by label; "custom" takes two times.
+RANGES: dict[str, pd.Timedelta] = {
+    "5 minutes": pd.Timedelta(minutes=5),
+    "1 hour": pd.Timedelta(hours=1),
+    "24 hours": pd.Timedelta(hours=24),
+    "7 days": pd.Timedelta(days=7),
+}
+CUSTOM_RANGE = "custom"
+#: Ranges at least this long are read from the per-minute rollups, shorter ones from the raw events.
+ROLLUPS_FROM = pd.Timedelta(hours=2)
+#: A queue whose history ends longer ago than this has no monitor recording it (monitors flush each 1 s
+#: by default and write their state file at every flush, so this is many missed flushes).
+STALE_AFTER = pd.Timedelta(seconds=30)
+#: At most about this many points per line: a week is drawn in 10-minute bins, not 10,080 minutes.
+MAX_POINTS = 1440
+_NICE_BINS = [pd.Timedelta(s) for s in ("1s", "2s", "5s", "10s", "15s", "30s", "1min", "2min", "5min",
+                                        "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h", "1D")]
+_MINUTE = pd.Timedelta(minutes=1)
+_UTC_NS = "datetime64[ns, UTC]"
+# The raw event columns the analysis reads (never ``data``: no job field can reach a chart).
+_EVENT_READ = ["received_at", "timestamp", "event", "job_id", "status", "priority"]
+# status_updated is every status write (three per job): left out of the rollups' rate chart.
+_NOT_CHARTED = ("status_updated",)
+LATENCY_TREND_COLUMNS: tuple[str, ...] = ("time", "level", "kind", "count", "p50_s", "p90_s", "p99_s", "max_s")
+_QUANTILES = {"p50_s": 0.5, "p90_s": 0.9, "p99_s": 0.99}
+
+Source = Literal["events", "rollups"]
+
+
+# -- is there a history, and is a monitor writing it? ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryStatus:
+    """What the page says about the history folder, in one line.
+
+    ``usable``: the folder can be read for this queue (older minutes come
+    from it); ``recording``: a monitor wrote this queue's state recently;
+    ``covered_until``: every event before this time is on disk (None if
+    unknown); ``message``: the line to show.
+    """
+
+    folder: Path | None
+    usable: bool
+    recording: bool
+    covered_until: pd.Timestamp | None
+    message: str
+
+
+def history_status(folder: str | Path | None, prefix: str, now: pd.Timestamp) -> HistoryStatus:
+    """Whether ``folder`` holds ``prefix``'s history and whether a monitor is writing it now.
+
+    Never raises for a bad folder: a missing folder, one that is not a
+    monitor's history, or an unreadable state file is a status with a message.
+    """
+    if folder is None or not str(folder).strip():
+        return HistoryStatus(None, False, False, None,
+                             "No history folder given (botrix dashboard --history DIR or BOTRIX_HISTORY_DIR): "
+                             "the charts show what this dashboard recorded since it started.")
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        return HistoryStatus(root, False, False, None,
+                             f"History folder {str(root)!r} does not exist or is not a folder: "
+                             "the charts show live minutes only.")
+    if not any((root / name).is_dir() for name in (*TABLES, STATE)):
+        return HistoryStatus(root, False, False, None,
+                             f"{str(root)!r} is not a botrix monitor history (no events/, rollup_counts/ "
+                             "or _state/ inside): the charts show live minutes only.")
+    try:
+        covered = _covered_until(root, prefix)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return HistoryStatus(root, False, False, None,
+                             f"Cannot read the history of {prefix!r} in {str(root)!r}: {_one_line(exc)}.")
+    if covered is None:
+        return HistoryStatus(root, False, False, None,
+                             f"No monitor has recorded queue {prefix!r} into {str(root)!r} yet "
+                             f"(botrix monitor --prefix {prefix} --history {root}): live minutes only.")
+    age = now - covered
+    if age > STALE_AFTER:
+        return HistoryStatus(root, True, False, covered,
+                             f"No monitor is recording queue {prefix!r}: its history ends "
+                             f"{covered:%Y-%m-%d %H:%M:%S} UTC ({_age(age)} ago); newer minutes are "
+                             "only what this dashboard recorded.")
+    return HistoryStatus(root, True, True, covered,
+                         f"History of {prefix!r} from {str(root)!r}, a monitor is recording it "
+                         f"(on disk until {covered:%H:%M:%S} UTC).")
+
+
+def _covered_until(root: Path, prefix: str) -> pd.Timestamp | None:
+    """The queue's state file's ``covered_until_ns``, else its newest event's receive time."""
+    path = state_path(root, prefix)
+    if path.is_file():
+        state = json.loads(path.read_text(encoding="utf-8"))
+        covered = state.get("covered_until_ns") if isinstance(state, dict) else None
+        if isinstance(covered, int):
+            return pd.Timestamp(covered, unit="ns", tz="UTC")
+    if not queue_dir(root, "events", prefix).is_dir() and not queue_dir(root, "rollup_counts", prefix).is_dir():
+        return None
+    return last_received_at(root, prefix)
+
+
+def _age(age: pd.Timedelta) -> str:
+    seconds = age.total_seconds()
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+
+
+# -- the range -> the charts' frames --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActivityRange:
+    """The activity charts' frames for [start, end).
+
+    ``source`` "events": ``throughput`` is ``analysis.throughput`` in bins of
+    ``bin`` and ``latency`` is ``analysis.latency`` (one row per attempt), as
+    the live charts. ``source`` "rollups": ``throughput`` has one int64 column
+    per named event (job_added, job_completed, ...; status_updated left out)
+    counting events per bin, and ``latency`` is a latency trend frame
+    (``LATENCY_TREND_COLUMNS``: time, level high/normal/low, kind wait/run,
+    count, p50_s, p90_s, p99_s, max_s; quantiles over several minutes are the
+    count-weighted mean of the minutes' quantiles). Both throughput indexes
+    are ``time`` (UTC, bin starts). ``split``: rows before it were read from
+    the folder, from it on from the live recorder; ``stored_rows`` and
+    ``live_rows`` count the rows each gave.
+    """
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    split: pd.Timestamp
+    source: Source
+    bin: pd.Timedelta
+    throughput: pd.DataFrame
+    latency: pd.DataFrame
+    stored_rows: int
+    live_rows: int
+
+
+def range_bounds(label: str, now: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[now - span, now) for a label of ``RANGES``."""
+    if label not in RANGES:
+        raise InvalidInputError(f"range must be one of {list(RANGES)} or {CUSTOM_RANGE!r}, got {label!r}")
+    end = _utc(now, "now")
+    return end - RANGES[label], end
+
+
+def source_for(span: pd.Timedelta) -> Source:
+    """Raw events below ``ROLLUPS_FROM``, per-minute rollups from there on."""
+    return "rollups" if span >= ROLLUPS_FROM else "events"
+
+
+def bin_for(span: pd.Timedelta, source: Source) -> pd.Timedelta:
+    """The shortest round bin that draws ``span`` in at most ``MAX_POINTS`` points (rollups: >= 1 min)."""
+    floor = _MINUTE if source == "rollups" else pd.Timedelta(seconds=1)
+    for step in _NICE_BINS:
+        if step >= floor and span / step <= MAX_POINTS:
+            return step
+    return _NICE_BINS[-1]
+
+
+def live_split(start: pd.Timestamp, end: pd.Timestamp, live_since: pd.Timestamp | None,
+               source: Source) -> pd.Timestamp:
+    """Where stored rows end and live ones begin, inside [start, end].
+
+    ``live_since``: from when the recorder holds every event (None: no
+    recorder, all from the folder). Rollups cover whole minutes, so for them
+    the split moves to the next whole minute.
+    """
+    if live_since is None:
+        return end
+    split = _utc(live_since, "live_since")
+    if source == "rollups":
+        split = split.ceil("min")
+    return min(max(split, start), end)
+
+
+def activity_range(folder: str | Path | None, prefix: str, start: pd.Timestamp, end: pd.Timestamp,
+                   live_events: pd.DataFrame | None = None, live_since: pd.Timestamp | None = None,
+                   source: Source | None = None) -> ActivityRange:
+    """The throughput and latency frames of ``prefix`` over [start, end).
+
+    ``folder``: the history folder (None: live rows only). ``live_events``: the
+    recorder's events frame, holding every event from ``live_since`` on.
+    ``source`` defaults to ``source_for(end - start)``. A folder that cannot
+    be read raises InvalidInputError naming it and the problem.
+    """
+    start, end = _utc(start, "start"), _utc(end, "end")
+    if not end > start:
+        raise InvalidInputError(f"the range must end after it starts; got {start} to {end}")
+    source = source or source_for(end - start)
+    step = bin_for(end - start, source)
+    split = live_split(start, end, live_since, source) if live_events is not None else end
+    live = _window(live_events, split, end) if live_events is not None else None
+    try:
+        if source == "events":
+            stored = _stored_events(folder, prefix, start, split)
+            events = stored if live is None or live.empty else \
+                pd.concat([stored, live[_EVENT_READ]], ignore_index=True) if len(stored) else live[_EVENT_READ]
+            throughput = _complete_bins(analysis.throughput(events, freq=_freq(step)), start, end, step)
+            latency = analysis.latency(events)
+            stored_rows = len(stored)
+        else:
+            counts, stored_rows = _stored_counts(folder, prefix, start, split)
+            trend = _stored_latency(folder, prefix, start, split)
+            if live is not None and not live.empty:
+                counts = counts.add(_live_counts(live), fill_value=0)
+                trend = pd.concat([trend, _live_latency(live)], ignore_index=True) if len(trend) \
+                    else _live_latency(live)
+            throughput = _counts_per_bin(counts, start, end, step)
+            latency = latency_trend(trend, step)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInputError(f"cannot read the history folder {str(folder)!r}: {_one_line(exc)}") from exc
+    return ActivityRange(start, end, split, source, step, throughput, latency, stored_rows,
+                         0 if live is None else len(live))
+
+
+def activity_range_figures(view: ActivityRange) -> dict[str, go.Figure]:
+    """The throughput, wait and run figures of a range (the live charts' look for raw events)."""
+    if view.source == "events":
+        return {
+            "throughput": plots.throughput_figure(view.throughput, view.bin.total_seconds()),
+            "wait": plots.latency_figure(view.latency, "wait_s"),
+            "run": plots.latency_figure(view.latency, "run_s"),
+        }
+    return {
+        "throughput": plots.event_rate_figure(view.throughput, view.bin.total_seconds()),
+        "wait": plots.latency_trend_figure(view.latency, "wait"),
+        "run": plots.latency_trend_figure(view.latency, "run"),
+    }
+
+
+def event_counts(folder: str | Path, prefix: str, start: pd.Timestamp, end: pd.Timestamp,
+                 source: Source) -> pd.DataFrame:
+    """Events per minute by event name over [start, end), from the raw events or the rollups.
+
+    Index: ``minute`` (UTC), the minutes with at least one event, sorted;
+    columns: event names (sorted), int64 counts. Both sources give the same
+    frame for whole minutes the monitor has closed.
+    """
+    start, end = _utc(start, "start"), _utc(end, "end")
+    if source == "rollups":
+        counts, _ = _stored_counts(folder, prefix, start, end)
+    else:
+        counts = _live_counts(_stored_events(folder, prefix, start, end))
+    counts = counts.loc[counts.sum(axis=1) > 0]
+    return counts.reindex(columns=sorted(counts.columns)).astype("int64")
+
+
+# -- reading the folder ------------------------------------------------------------------------------
+
+
+def _stored_events(folder: str | Path | None, prefix: str, start: pd.Timestamp,
+                   end: pd.Timestamp) -> pd.DataFrame:
+    """Raw events of [start, end) as an events frame without ``data`` (empty without a folder)."""
+    if folder is None or not end > start:
+        return _empty_events()
+    table = read_table(folder, "events", prefix, start, end, columns=_EVENT_READ)
+    if table.num_rows == 0:
+        return _empty_events()
+    table = table.sort_by([("received_at", "ascending")])  # files of a partition may come in any order
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype()}.get)
+    for column in ("received_at", "timestamp"):
+        frame[column] = frame[column].astype(_UTC_NS)
+    return frame
+
+
+def _empty_events() -> pd.DataFrame:
+    return pd.DataFrame({
+        "received_at": pd.Series(dtype=_UTC_NS), "timestamp": pd.Series(dtype=_UTC_NS),
+        "event": pd.Series(dtype="string"), "job_id": pd.Series(dtype="string"),
+        "status": pd.Series(dtype="string"), "priority": pd.Series(dtype="Int64"),
+    })
+
+
+def _stored_counts(folder: str | Path | None, prefix: str, start: pd.Timestamp,
+                   end: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+    """Rollup counts of the minutes in [start, end): minute index, event columns; and rows read."""
+    if folder is None or not end > start:
+        return _empty_counts(), 0
+    # Minutes that begin in the range: a rollup row is a whole minute, never cut.
+    table = read_table(folder, "rollup_counts", prefix, start.ceil("min"), end, columns=["minute", "event", "count"])
+    if table.num_rows == 0:
+        return _empty_counts(), 0
+    summed = table.group_by(["minute", "event"]).aggregate([("count", "sum")])
+    frame = summed.to_pandas().pivot(index="minute", columns="event", values="count_sum")
+    frame.index = pd.DatetimeIndex(frame.index, name="minute").astype(_UTC_NS)
+    frame.columns.name = None
+    return frame.fillna(0).astype("int64").sort_index(), table.num_rows
+
+
+def _empty_counts() -> pd.DataFrame:
+    return pd.DataFrame(index=pd.DatetimeIndex([], dtype=_UTC_NS, name="minute"))
+
+
+def _stored_latency(folder: str | Path | None, prefix: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Rollup latency rows of the minutes in [start, end), in the long form ``latency_trend`` reads."""
+    if folder is None or not end > start:
+        return _empty_minute_latency()
+    table = read_table(folder, "rollup_latency", prefix, start.ceil("min"), end)
+    if table.num_rows == 0:
+        return _empty_minute_latency()
+    parts = []
+    for kind in ("wait", "run"):
+        names = [f"{kind}_{stat}" for stat in ("count", "p50_s", "p90_s", "p99_s", "max_s")]
+        part = table.select(["minute", "priority", *names]).rename_columns(
+            ["minute", "priority", "count", "p50_s", "p90_s", "p99_s", "max_s"])
+        part = part.filter(pc.greater(part.column("count"), 0))
+        parts.append(part.append_column("kind", pa.array(np.full(part.num_rows, kind), pa.string())))
+    frame = pa.concat_tables(parts).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    frame["minute"] = frame["minute"].astype(_UTC_NS)
+    return frame
+
+
+def _empty_minute_latency() -> pd.DataFrame:
+    return pd.DataFrame({"minute": pd.Series(dtype=_UTC_NS), "priority": pd.Series(dtype="Int64"),
+                         "count": pd.Series(dtype="Int64"),
+                         **{name: pd.Series(dtype="float64") for name in ("p50_s", "p90_s", "p99_s", "max_s")},
+                         "kind": pd.Series(dtype="object")})
+
+
+# -- live rows, counted as the monitor's rollups count them ----------------------------------------
+
+
+def _window(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    if events.empty:
+        return events.reindex(columns=_EVENT_READ) if not set(_EVENT_READ) <= set(events.columns) else events
+    received = pd.to_datetime(events["received_at"], utc=True)
+    return events.loc[((received >= start) & (received < end)).to_numpy()].reset_index(drop=True)
+
+
+def _live_counts(events: pd.DataFrame) -> pd.DataFrame:
+    """Events per minute of receive time by event name (as ``rollup_counts``, priorities summed)."""
+    if events.empty:
+        return _empty_counts()
+    minute = pd.to_datetime(events["received_at"], utc=True).dt.floor("min").astype(_UTC_NS).rename("minute")
+    counts = events.groupby([minute, events["event"].astype("string").rename("event")]).size().unstack(fill_value=0)
+    counts.columns.name = None
+    return counts.astype("int64")
+
+
+def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
+    """Per-minute wait and run quantiles of live events, as ``rollup_latency`` has them.
+
+    Wait counts in the minute the attempt started, run in the minute it ended.
+    """
+    attempts = analysis.latency(events)
+    parts = []
+    for kind, when, metric in (("wait", "started_at", "wait_s"), ("run", "ended_at", "run_s")):
+        rows = attempts[attempts[metric].notna()]
+        if rows.empty:
+            continue
+        minute = rows[when].dt.floor("min").rename("minute")
+        grouped = rows[metric].groupby([minute, rows["priority"].rename("priority")], dropna=False)
+        part = pd.DataFrame({"count": grouped.size().astype("Int64")})
+        for name, q in _QUANTILES.items():
+            part[name] = grouped.quantile(q)
+        part["max_s"] = grouped.max()
+        parts.append(part.reset_index().assign(kind=kind))
+    if not parts:
+        return _empty_minute_latency()
+    frame = pd.concat(parts, ignore_index=True)
+    frame["minute"] = frame["minute"].astype(_UTC_NS)
+    frame["priority"] = frame["priority"].astype("Int64")
+    return frame
+
+
+# -- bins -----------------------------------------------------------------------------------------------
+
+
+def _freq(step: pd.Timedelta) -> str:
+    return f"{int(step.total_seconds())}s"
+
+
+def _bins(start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta) -> pd.DatetimeIndex:
+    """Every bin start from the bin holding ``start`` to the one holding the instant before ``end``."""
+    return pd.date_range(start.floor(step), (end - pd.Timedelta(1, "ns")).floor(step), freq=step,
+                         name="time").as_unit("ns")
+
+
+def _complete_bins(table: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta) -> pd.DataFrame:
+    """A throughput frame over the whole range: zero rows where nothing happened."""
+    table = table[(table.index >= start.floor(step)) & (table.index < end)]
+    return table.reindex(_bins(start, end, step), fill_value=0).astype("int64")
+
+
+def _counts_per_bin(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta) -> pd.DataFrame:
+    charted = [c for c in sorted(counts.columns) if c not in _NOT_CHARTED]
+    index = _bins(start, end, step)
+    if counts.empty or not charted:
+        return pd.DataFrame({c: pd.Series(0, index=index, dtype="int64") for c in charted}, index=index)
+    binned = counts[charted].groupby(counts.index.floor(step)).sum()
+    return binned.reindex(index, fill_value=0).astype("int64")
+
+
+def latency_trend(minutes: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
+    """Per-minute latency rows (minute, priority, kind, count, p50_s ... max_s) in bins of ``step`` by level.
+
+    Rows: one per (bin, level, kind) with attempts; quantiles are the
+    count-weighted mean of the minutes' own (exact for one-minute bins and
+    one priority per level), ``max_s`` the true maximum. Rows of an unknown
+    priority (a job added before the monitor started) are left out.
+    """
+    rows = minutes[minutes["priority"].notna()]
+    if rows.empty:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in (
+            ("time", _UTC_NS), ("level", "string"), ("kind", "string"), ("count", "int64"),
+            ("p50_s", "float64"), ("p90_s", "float64"), ("p99_s", "float64"), ("max_s", "float64"))})
+    weight = rows["count"].astype("float64")
+    work = pd.DataFrame({
+        "time": rows["minute"].dt.floor(step),
+        "level": analysis.priority_label(rows["priority"]).astype("string"),
+        "kind": rows["kind"].astype("string"),
+        "count": weight,
+        **{name: rows[name].astype("float64") * weight for name in _QUANTILES},
+        "max_s": rows["max_s"].astype("float64"),
+    })
+    grouped = work.groupby(["time", "level", "kind"], sort=True)
+    out = grouped[["count", *_QUANTILES]].sum()
+    for name in _QUANTILES:
+        out[name] = out[name] / out["count"]
+    out["max_s"] = grouped["max_s"].max()
+    out = out.reset_index()
+    out["count"] = out["count"].round().astype("int64")
+    out["time"] = out["time"].astype(_UTC_NS)
+    return out[list(LATENCY_TREND_COLUMNS)]
+
+
+def _utc(value: object, name: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be a time (datetime or ISO text), got {value!r}") from exc
+    if pd.isna(stamp):
+        raise InvalidInputError(f"{name} must be a time, got {value!r}")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
