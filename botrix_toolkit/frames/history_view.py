@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,10 +29,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.frames import analysis, plots
-from botrix_toolkit.frames.dataset_layout import STATE, TABLES, queue_dir, state_path
+from botrix_toolkit.frames.dataset_layout import PART_SUFFIX, STATE, TABLES, UTC_US, queue_dir, state_path
 from botrix_toolkit.frames.history_dataset import last_received_at, read_table
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ _NICE_BINS = [pd.Timedelta(s) for s in ("1s", "2s", "5s", "10s", "15s", "30s", "
                                         "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h", "1D")]
 _MINUTE = pd.Timedelta(minutes=1)
 _UTC_NS = "datetime64[ns, UTC]"
+_US_TYPE = UTC_US
 # The raw event columns the analysis reads (never ``data``: no job field can reach a chart).
 _EVENT_READ = ["received_at", "timestamp", "event", "job_id", "status", "priority"]
 # status_updated is every status write (three per job): left out of the rollups' rate chart.
@@ -323,7 +328,7 @@ def _stored_counts(folder: str | Path | None, prefix: str, start: pd.Timestamp,
     if folder is None or not end > start:
         return _empty_counts(), 0
     # Minutes that begin in the range: a rollup row is a whole minute, never cut.
-    table = read_table(folder, "rollup_counts", prefix, start.ceil("min"), end, columns=["minute", "event", "count"])
+    table = ROLLUP_FILES.read(Path(folder), "rollup_counts", prefix, start.ceil("min"), end)
     if table.num_rows == 0:
         return _empty_counts(), 0
     summed = table.group_by(["minute", "event"]).aggregate([("count", "sum")])
@@ -341,7 +346,7 @@ def _stored_latency(folder: str | Path | None, prefix: str, start: pd.Timestamp,
     """Rollup latency rows of the minutes in [start, end), in the long form ``latency_trend`` reads."""
     if folder is None or not end > start:
         return _empty_minute_latency()
-    table = read_table(folder, "rollup_latency", prefix, start.ceil("min"), end)
+    table = ROLLUP_FILES.read(Path(folder), "rollup_latency", prefix, start.ceil("min"), end)
     if table.num_rows == 0:
         return _empty_minute_latency()
     parts = []
@@ -361,6 +366,91 @@ def _empty_minute_latency() -> pd.DataFrame:
                          "count": pd.Series(dtype="Int64"),
                          **{name: pd.Series(dtype="float64") for name in ("p50_s", "p90_s", "p99_s", "max_s")},
                          "kind": pd.Series(dtype="object")})
+
+
+class RollupFiles:
+    """The rollup partitions of a history folder, each file read once per process.
+
+    A file in the folder never changes once it appears (written aside, then
+    renamed; compaction and retention replace or remove whole files), so a
+    date partition is kept as one table, keyed by its files' names, sizes and
+    modification times. While the monitor adds a file a minute to today's
+    partition, a refresh reads only the files that appeared since the last
+    one; a partition whose files were replaced (compacted) is read again. Only
+    the date partitions of the asked range are listed. rollup_counts rows are
+    kept summed by minute and event (the charts do not split counts by
+    priority). At most ``max_rows`` rows are kept, least recently used out
+    first. Thread-safe (every dashboard tab refreshes on its own thread).
+    """
+
+    _COLUMNS = {"rollup_counts": ["minute", "event", "count"], "rollup_latency": None}
+
+    def __init__(self, max_rows: int = 5_000_000) -> None:
+        self.max_rows = max_rows
+        self._days: OrderedDict[tuple[str, str], tuple[frozenset[tuple[str, int, int]], pa.Table]] = OrderedDict()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def read(self, root: Path, table: str, prefix: str, start: pd.Timestamp, end: pd.Timestamp) -> pa.Table:
+        """The rows of ``table`` whose minute is in [start, end), in no particular order."""
+        folder = queue_dir(root, table, prefix)
+        if not folder.is_dir():
+            return self._empty(table)
+        first, last = start.strftime("%Y-%m-%d"), (end - pd.Timedelta(1, "ns")).strftime("%Y-%m-%d")
+        with os.scandir(folder) as entries:
+            days = sorted(e.path for e in entries
+                          if e.name.startswith("date=") and first <= e.name.removeprefix("date=") <= last)
+        parts = [part for part in (self._day(day, table) for day in days) if part.num_rows]
+        if not parts:
+            return self._empty(table)
+        rows = pa.concat_tables(parts)
+        minute = rows.column("minute")
+        keep = pc.and_(pc.greater_equal(minute, pa.scalar(start.value // 1000, _US_TYPE)),
+                       pc.less(minute, pa.scalar(end.value // 1000, _US_TYPE)))
+        return rows.filter(keep)
+
+    def _day(self, day: str, table: str) -> pa.Table:
+        with os.scandir(day) as entries:
+            files = frozenset((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries
+                              if e.name.endswith(PART_SUFFIX) and e.is_file())
+        key = (day, table)
+        with self._lock:
+            kept = self._days.get(key)
+            if kept is not None:
+                self._days.move_to_end(key)
+        if kept is not None and kept[0] == files:
+            return kept[1]
+        # Files only added since (the monitor appending): read just those; else (compacted) all again.
+        parts, new = ([kept[1]], files - kept[0]) if kept is not None and kept[0] <= files else ([], files)
+        for name, _, _ in sorted(new):
+            rows = pq.read_table(os.path.join(day, name), columns=self._COLUMNS[table], schema=TABLES[table][0])
+            if table == "rollup_counts":
+                rows = rows.group_by(["minute", "event"]).aggregate([("count", "sum")]).rename_columns(
+                    ["minute", "event", "count"])
+            parts.append(rows)
+        merged = pa.concat_tables(parts).combine_chunks() if parts else self._empty(table)
+        with self._lock:
+            old = self._days.pop(key, None)
+            self._rows += merged.num_rows - (old[1].num_rows if old else 0)
+            self._days[key] = (files, merged)
+            while self._rows > self.max_rows and len(self._days) > 1:
+                _, (_, dropped) = self._days.popitem(last=False)
+                self._rows -= dropped.num_rows
+        return merged
+
+    def _empty(self, table: str) -> pa.Table:
+        schema = TABLES[table][0]
+        names = self._COLUMNS[table] or schema.names
+        return pa.schema([schema.field(n) for n in names]).empty_table()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._days.clear()
+            self._rows = 0
+
+
+#: The process's one cache of rollup files (the dashboard's tabs and refreshes share it).
+ROLLUP_FILES = RollupFiles()
 
 
 # -- live rows, counted as the monitor's rollups count them ----------------------------------------
