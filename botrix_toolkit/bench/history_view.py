@@ -76,8 +76,14 @@ class HistoryViewBenchmark:
     folder: str | None
 
     @property
+    def cold_ms(self) -> float:
+        """The first run: every file of the week read (once per dashboard process)."""
+        return self.data_ms[0]
+
+    @property
     def median_ms(self) -> float:
-        return statistics.median(self.data_ms)
+        """The median of the later runs: what each dashboard refresh of the view costs."""
+        return statistics.median(self.data_ms[1:] or self.data_ms)
 
     @property
     def meets_target(self) -> bool:
@@ -220,12 +226,16 @@ def _append_per_minute(writer: DatasetWriter, counts: pa.Table, latency: pa.Tabl
 
 
 def run_history_view_benchmark(events: int = 100_000_000, runs: int = 7, folder: str | Path | None = None,
-                               raw_hours: int = 1) -> HistoryViewBenchmark:
-    """Build the history (in a temporary folder unless ``folder``), time the 7-day view ``runs`` times."""
+                               raw_hours: int = 1, now: pd.Timestamp | None = None) -> HistoryViewBenchmark:
+    """Build the history (in a temporary folder unless ``folder``), time the 7-day view ``runs`` times.
+
+    ``now``: where the week ends (default: 23:59 UTC today, when today's
+    rollups are 1,439 one-minute files, the most before compaction).
+    """
     root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="botrix-history-bench-"))
     try:
-        # The last minute of a UTC day: today's rollups are 1,439 per-minute files, the most before compaction.
-        now = pd.Timestamp.now(tz="UTC").floor("D") + pd.Timedelta(minutes=1439)
+        now = pd.Timestamp.now(tz="UTC").floor("D") + pd.Timedelta(minutes=1439) if now is None else \
+            pd.Timestamp(now).floor("min")
         began = time.perf_counter()
         built = build_history(root, events, now, raw_hours)
         build_s = time.perf_counter() - began
@@ -264,8 +274,9 @@ def describe(result: HistoryViewBenchmark) -> str:
         f"history: {result.events:,} events over {DAYS} days ({result.raw_events:,} also raw), "
         f"{result.rollup_rows:,} rollup rows, {result.files:,} files, {result.disk_mb:.1f} MB, "
         f"built in {result.build_s:.1f} s\n"
-        f"7-day view data step: median {result.median_ms:.0f} ms (runs: {runs} ms; the first is cold), "
-        f"target < {TARGET_MS:.0f} ms {'ok' if result.meets_target else 'ABOVE'}\n"
+        f"7-day view data step: median {result.median_ms:.0f} ms of the refreshes after the first, "
+        f"target < {TARGET_MS:.0f} ms {'ok' if result.meets_target else 'ABOVE'}; first read of every file "
+        f"{result.cold_ms:.0f} ms (runs: {runs} ms)\n"
         f"figures: median {statistics.median(result.figures_ms):.0f} ms; "
         f"events the view counted: {result.view_events:,}"
     )

@@ -293,7 +293,9 @@ def event_counts(folder: str | Path, prefix: str, start: pd.Timestamp, end: pd.T
     else:
         counts = _live_counts(_stored_events(folder, prefix, start, end))
     counts = counts.loc[counts.sum(axis=1) > 0]
-    return counts.reindex(columns=sorted(counts.columns)).astype("int64")
+    counts = counts.reindex(columns=sorted(counts.columns)).astype("int64")
+    counts.columns = pd.Index([str(c) for c in counts.columns])
+    return counts
 
 
 # -- reading the folder ------------------------------------------------------------------------------
@@ -524,6 +526,7 @@ def _counts_per_bin(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
     if counts.empty or not charted:
         return pd.DataFrame({c: pd.Series(0, index=index, dtype="int64") for c in charted}, index=index)
     binned = counts[charted].groupby(counts.index.floor(step)).sum()
+    binned.columns = pd.Index([str(c) for c in charted])  # one column dtype whichever source made them
     return binned.reindex(index, fill_value=0).astype("int64")
 
 
