@@ -96,8 +96,8 @@ def _custom_bounds(now: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp] | Non
             not all(isinstance(v, dt.time) for v in (start_time, end_time)):
         st.warning("Give both a start and an end date and time.")
         return None
-    start = pd.Timestamp(dt.datetime.combine(start_day, start_time), tz="UTC")  # type: ignore[arg-type]
-    end = pd.Timestamp(dt.datetime.combine(end_day, end_time), tz="UTC")  # type: ignore[arg-type]
+    start = pd.Timestamp(dt.datetime.combine(start_day, start_time), tz="UTC")
+    end = pd.Timestamp(dt.datetime.combine(end_day, end_time), tz="UTC")
     if not end > start:
         st.warning(f"The range must end after it starts ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}).")
         return None

@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,7 @@ MAX_POINTS = 1440
 _NICE_BINS = [pd.Timedelta(s) for s in ("1s", "2s", "5s", "10s", "15s", "30s", "1min", "2min", "5min",
                                         "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h", "1D")]
 _MINUTE = pd.Timedelta(minutes=1)
-_UTC_NS = "datetime64[ns, UTC]"
+_UTC_NS: Final = "datetime64[ns, UTC]"
 _US_TYPE = UTC_US
 # The raw event columns the analysis reads (never ``data``: no job field can reach a chart).
 _EVENT_READ = ["received_at", "timestamp", "event", "job_id", "status", "priority"]
@@ -525,7 +525,7 @@ def _counts_per_bin(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
     index = _bins(start, end, step)
     if counts.empty or not charted:
         return pd.DataFrame({c: pd.Series(0, index=index, dtype="int64") for c in charted}, index=index)
-    binned = counts[charted].groupby(counts.index.floor(step)).sum()
+    binned = counts[charted].groupby(pd.DatetimeIndex(counts.index).floor(step)).sum()
     binned.columns = pd.Index([str(c) for c in charted])  # one column dtype whichever source made them
     return binned.reindex(index, fill_value=0).astype("int64")
 
