@@ -53,7 +53,7 @@ def activity_charts(history: str | None, prefix: str, live: snapshot.Activity | 
         view = history_view.activity_range(
             status.folder, prefix, *bounds,
             live_events=None if recorded is None else recorded.events,
-            live_since=None if recorded is None else recorded.since,
+            live_since=None if recorded is None else recorded.since, stored_until=status.covered_until,
         )
     except BotrixError as exc:
         logger.warning("history view failed: %s", exc)

@@ -71,6 +71,12 @@ def test_a_range_across_stored_and_live_minutes_counts_every_event_once(tmp_path
         expected = int(analysis.throughput(window)["completed"].sum()) if completed == "completed" \
             else history.count("job_completed", start, end)
         assert int(mixed.throughput[completed].sum()) == expected > 0
+    # With a monitor recording, long ranges take its closed minutes and only the newest from the recorder.
+    start, end = history_view.range_bounds("24 hours", now)
+    monitored = history_view.activity_range(history.folder, PREFIX, start, end, live, live_since,
+                                            stored_until=now - pd.Timedelta(seconds=45))
+    assert monitored.split == pd.Timestamp("2026-11-29T11:59Z") and 0 < monitored.live_rows < mixed.live_rows
+    pdt.assert_frame_equal(monitored.throughput, mixed.throughput)
 
 
 def test_live_minutes_and_stored_rollups_give_the_same_latency(tmp_path: Path) -> None:

@@ -47,7 +47,9 @@ END_EVENTS = ("job_completed", "job_failed", "job_cancelled")
 END_SHARES = (0.96, 0.03, 0.01)
 PRIORITIES = (2, 1, 0)
 PRIORITY_SHARES = (0.2, 0.6, 0.2)
-LIVE_MINUTES = 5  # the newest minutes are handed over as the dashboard recorder's events
+LIVE_MINUTES = 5  # the dashboard's recorder holds the last minutes (it started that long ago)
+# A running monitor: raw events on disk until this long before the end, rollups until the minute before.
+STORED_LAG = pd.Timedelta(seconds=30)
 _US_PER_MINUTE = 60_000_000
 
 
@@ -176,7 +178,9 @@ def build_history(folder: Path, events: int, now: pd.Timestamp, raw_hours: int =
     """Write a week of history ending at ``now`` into ``folder``; returns what was written.
 
     Keys: events (total), raw_events, rollup_rows, live (the last
-    ``LIVE_MINUTES`` minutes of raw events as an events frame), live_since.
+    ``LIVE_MINUTES`` minutes of raw events as an events frame), live_since, stored_until (the
+    monitor's state: raw events on disk until ``STORED_LAG`` before the end, rollups of the
+    minutes before that one).
     """
     rng = np.random.default_rng(seed)
     end_minute = now.floor("min")
@@ -200,19 +204,21 @@ def build_history(folder: Path, events: int, now: pd.Timestamp, raw_hours: int =
                       end_minute.value // 1000)
     live_since = end_minute - pd.Timedelta(minutes=LIVE_MINUTES)
     received = raw.column("received_at").cast(pa.int64()).to_numpy()
-    stored = raw.filter(pa.array(received < live_since.value // 1000))
+    stored_until = end_minute - STORED_LAG
+    stored = raw.filter(pa.array(received < stored_until.value // 1000))
     writer.append("events", PREFIX, stored)
     builder = RollupBuilder()
     builder.add(stored)
-    raw_counts, raw_latency = builder.close(live_since.value // 1000)
+    raw_counts, raw_latency = builder.close(stored_until.floor("min").value // 1000)
     _append_per_minute(writer, raw_counts, raw_latency)
     live = raw.filter(pa.array(received >= live_since.value // 1000)).drop_columns(["data"]).to_pandas(
         types_mapper={pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype()}.get)
     for column in ("received_at", "timestamp"):
         live[column] = live[column].astype("datetime64[ns, UTC]")
-    writer.write_state(PREFIX, {"covered_until_ns": int(live_since.value)})
+    writer.write_state(PREFIX, {"covered_until_ns": int(stored_until.value)})
     return {"events": int(totals[:-raw_minutes].sum()) + raw.num_rows, "raw_events": raw.num_rows,
-            "rollup_rows": counts.num_rows + raw_counts.num_rows, "live": live, "live_since": live_since}
+            "rollup_rows": counts.num_rows + raw_counts.num_rows, "live": live, "live_since": live_since,
+            "stored_until": stored_until}
 
 
 def _append_per_minute(writer: DatasetWriter, counts: pa.Table, latency: pa.Table) -> None:
@@ -245,14 +251,15 @@ def run_history_view_benchmark(events: int = 100_000_000, runs: int = 7, folder:
         for _ in range(runs):
             began = time.perf_counter()
             view = history_view.activity_range(root, PREFIX, start, end, live_events=built["live"],
-                                               live_since=built["live_since"])
+                                               live_since=built["live_since"], stored_until=built["stored_until"])
             data_ms.append((time.perf_counter() - began) * 1000)
             began = time.perf_counter()
             history_view.activity_range_figures(view)
             figures_ms.append((time.perf_counter() - began) * 1000)
         assert view is not None
-        status_updates = history_view.event_counts(root, PREFIX, start, built["live_since"], "rollups")
-        live_updates = int((built["live"]["event"] == "status_updated").sum())
+        status_updates = history_view.event_counts(root, PREFIX, start, view.split, "rollups")
+        live = built["live"]
+        live_updates = int(((live["event"] == "status_updated") & (live["received_at"] >= view.split)).sum())
         view_events = int(view.throughput.to_numpy().sum()) + int(status_updates["status_updated"].sum()) \
             + live_updates
         files = list(root.rglob("*.parquet"))

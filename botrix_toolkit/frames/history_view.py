@@ -209,29 +209,36 @@ def bin_for(span: pd.Timedelta, source: Source) -> pd.Timedelta:
 
 
 def live_split(start: pd.Timestamp, end: pd.Timestamp, live_since: pd.Timestamp | None,
-               source: Source) -> pd.Timestamp:
+               source: Source, stored_until: pd.Timestamp | None = None) -> pd.Timestamp:
     """Where stored rows end and live ones begin, inside [start, end].
 
     ``live_since``: from when the recorder holds every event (None: no
     recorder, all from the folder). Rollups cover whole minutes, so for them
-    the split moves to the next whole minute.
+    the split moves to the next whole minute, and, when the folder holds
+    every event until ``stored_until`` (a monitor's state), on to the last
+    minute the monitor closed: its rollups are cheaper than rolling up hours
+    of the recorder's events on every refresh. Raw events prefer the
+    recorder's memory to the disk.
     """
     if live_since is None:
         return end
     split = _utc(live_since, "live_since")
     if source == "rollups":
         split = split.ceil("min")
+        if stored_until is not None:
+            split = max(split, _utc(stored_until, "stored_until").floor("min"))
     return min(max(split, start), end)
 
 
 def activity_range(folder: str | Path | None, prefix: str, start: pd.Timestamp, end: pd.Timestamp,
                    live_events: pd.DataFrame | None = None, live_since: pd.Timestamp | None = None,
-                   source: Source | None = None) -> ActivityRange:
+                   source: Source | None = None, stored_until: pd.Timestamp | None = None) -> ActivityRange:
     """The throughput and latency frames of ``prefix`` over [start, end).
 
     ``folder``: the history folder (None: live rows only). ``live_events``: the
-    recorder's events frame, holding every event from ``live_since`` on.
-    ``source`` defaults to ``source_for(end - start)``. A folder that cannot
+    recorder's events frame, holding every event from ``live_since`` on;
+    ``stored_until``: the folder holds every event before it
+    (``HistoryStatus.covered_until``). ``source`` defaults to ``source_for(end - start)``. A folder that cannot
     be read raises InvalidInputError naming it and the problem.
     """
     start, end = _utc(start, "start"), _utc(end, "end")
@@ -239,7 +246,7 @@ def activity_range(folder: str | Path | None, prefix: str, start: pd.Timestamp, 
         raise InvalidInputError(f"the range must end after it starts; got {start} to {end}")
     source = source or source_for(end - start)
     step = bin_for(end - start, source)
-    split = live_split(start, end, live_since, source) if live_events is not None else end
+    split = live_split(start, end, live_since, source, stored_until) if live_events is not None else end
     live = _window(live_events, split, end) if live_events is not None else None
     try:
         if source == "events":
