@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +19,9 @@ from botrix_toolkit.dashboard import snapshot
 
 from botrix_toolkit.core.errors import BotrixError
 from botrix_toolkit.frames import history_view
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ def activity_charts(history: str | None, prefix: str, live: snapshot.Activity | 
         return
     st.caption(status.message)
     choice = st.radio("Activity over the last", [*history_view.RANGES, history_view.CUSTOM_RANGE],
-                      index=0, horizontal=True, key=RANGE_KEY)
+                      index=list(history_view.RANGES).index(DEFAULT_RANGE), horizontal=True, key=RANGE_KEY)
     bounds = _custom_bounds(now) if choice == history_view.CUSTOM_RANGE else \
         history_view.range_bounds(str(choice), now)
     if bounds is None:
@@ -75,7 +79,7 @@ def _live_charts(live: snapshot.Activity | None) -> None:
     _draw(snapshot.activity_figures(live))
 
 
-def _draw(figures: dict) -> None:
+def _draw(figures: dict[str, go.Figure]) -> None:
     for key in ("throughput", "wait", "run"):
         figures[key].update_layout(height=CHART_HEIGHT)
     st.plotly_chart(figures["throughput"], key="chart_throughput")

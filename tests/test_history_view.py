@@ -102,6 +102,10 @@ def test_each_range_reads_its_source_and_bins(tmp_path: Path) -> None:
         figures = history_view.activity_range_figures(view)
         assert set(figures) == {"throughput", "wait", "run"}
         assert all(SECRET not in figure.to_json() for figure in figures.values())
+    # A busy queue's hour is read from its rollups, not from its raw rows.
+    busy = history_view.activity_range(history.folder, PREFIX, *history_view.range_bounds("1 hour", now),
+                                       max_raw_events=100)
+    assert (busy.source, busy.bin) == ("rollups", pd.Timedelta("1min"))
 
 
 def test_long_ranges_open_neither_raw_events_nor_partitions_outside_the_range(tmp_path: Path) -> None:

@@ -51,6 +51,9 @@ ROLLUPS_FROM = pd.Timedelta(hours=2)
 #: A queue whose history ends longer ago than this has no monitor recording it (monitors flush each 1 s
 #: by default and write their state file at every flush, so this is many missed flushes).
 STALE_AFTER = pd.Timedelta(seconds=30)
+#: A short range whose rollups count more events than this is read from the rollups too (the raw
+#: analysis costs about a second per 100,000 events on a busy 2-core machine).
+MAX_RAW_EVENTS = 200_000
 #: At most about this many points per line: a week is drawn in 10-minute bins, not 10,080 minutes.
 MAX_POINTS = 1440
 _NICE_BINS = [pd.Timedelta(s) for s in ("1s", "2s", "5s", "10s", "15s", "30s", "1min", "2min", "5min",
@@ -64,6 +67,8 @@ _EVENT_READ = ["received_at", "timestamp", "event", "job_id", "status", "priorit
 _NOT_CHARTED = ("status_updated",)
 LATENCY_TREND_COLUMNS: tuple[str, ...] = ("time", "level", "kind", "count", "p50_s", "p90_s", "p99_s", "max_s")
 _QUANTILES = {"p50_s": 0.5, "p90_s": 0.9, "p99_s": 0.99}
+_ENDING_EVENTS = frozenset({"job_completed", "job_failed", "job_cancelled"})
+_ENDING_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 Source = Literal["events", "rollups"]
 
@@ -232,27 +237,38 @@ def live_split(start: pd.Timestamp, end: pd.Timestamp, live_since: pd.Timestamp 
 
 def activity_range(folder: str | Path | None, prefix: str, start: pd.Timestamp, end: pd.Timestamp,
                    live_events: pd.DataFrame | None = None, live_since: pd.Timestamp | None = None,
-                   source: Source | None = None, stored_until: pd.Timestamp | None = None) -> ActivityRange:
+                   source: Source | None = None, stored_until: pd.Timestamp | None = None,
+                   max_raw_events: int = MAX_RAW_EVENTS) -> ActivityRange:
     """The throughput and latency frames of ``prefix`` over [start, end).
 
     ``folder``: the history folder (None: live rows only). ``live_events``: the
     recorder's events frame, holding every event from ``live_since`` on;
     ``stored_until``: the folder holds every event before it
-    (``HistoryStatus.covered_until``). ``source`` defaults to ``source_for(end - start)``. A folder that cannot
+    (``HistoryStatus.covered_until``). ``source`` defaults to ``source_for(end - start)``,
+    or "rollups" when the folder's rollups count more than ``max_raw_events``
+    events in the range. A folder that cannot
     be read raises InvalidInputError naming it and the problem.
     """
     start, end = _utc(start, "start"), _utc(end, "end")
     if not end > start:
         raise InvalidInputError(f"the range must end after it starts; got {start} to {end}")
-    source = source or source_for(end - start)
+    if source is None:
+        source = source_for(end - start)
+        busy = folder is not None and source == "events" and \
+            _stored_event_count(folder, prefix, start, end) > max_raw_events
+        source = "rollups" if busy else source  # a busy queue's hour: its rollups, not millions of raw rows
     step = bin_for(end - start, source)
     split = live_split(start, end, live_since, source, stored_until) if live_events is not None else end
     live = _window(live_events, split, end) if live_events is not None else None
     try:
         if source == "events":
             stored = _stored_events(folder, prefix, start, split)
-            events = stored if live is None or live.empty else \
-                pd.concat([stored, live[_EVENT_READ]], ignore_index=True) if len(stored) else live[_EVENT_READ]
+            if live is None or live.empty:
+                events = stored
+            elif stored.empty:
+                events = live[_EVENT_READ]
+            else:
+                events = pd.concat([stored, live[_EVENT_READ]], ignore_index=True)
             throughput = _complete_bins(analysis.throughput(events, freq=_freq(step)), start, end, step)
             latency = analysis.latency(events)
             stored_rows = len(stored)
@@ -303,6 +319,15 @@ def event_counts(folder: str | Path, prefix: str, start: pd.Timestamp, end: pd.T
     counts = counts.reindex(columns=sorted(counts.columns)).astype("int64")
     counts.columns = pd.Index([str(c) for c in counts.columns])
     return counts
+
+
+def _stored_event_count(folder: str | Path, prefix: str, start: pd.Timestamp, end: pd.Timestamp) -> int:
+    """Events the rollups count in the minutes of [start, end) (cheap: rollup files are kept in memory)."""
+    try:
+        table = ROLLUP_FILES.read(Path(folder), "rollup_counts", prefix, start.floor("min"), end)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInputError(f"cannot read the history folder {str(folder)!r}: {_one_line(exc)}") from exc
+    return int(pc.sum(table.column("count")).as_py() or 0)
 
 
 # -- reading the folder ------------------------------------------------------------------------------
@@ -466,8 +491,9 @@ ROLLUP_FILES = RollupFiles()
 
 
 def _window(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The rows received in [start, end)."""
     if events.empty:
-        return events.reindex(columns=_EVENT_READ) if not set(_EVENT_READ) <= set(events.columns) else events
+        return events
     received = pd.to_datetime(events["received_at"], utc=True)
     return events.loc[((received >= start) & (received < end)).to_numpy()].reset_index(drop=True)
 
@@ -483,29 +509,54 @@ def _live_counts(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
-    """Per-minute wait and run quantiles of live events, as ``rollup_latency`` has them.
+    """Per-minute wait and run quantiles of live events, measured as the monitor's rollups measure them.
 
-    Wait counts in the minute the attempt started, run in the minute it ended.
+    An attempt starts at a job_added (its priority is the job's); wait is
+    from it to the job's next status_updated(running), counted in the minute
+    it started; run is from that to the first end (job_completed/failed/
+    cancelled or such a status), counted in the minute it ended. One pass
+    over the rows: the live part is the last minutes, where ``analysis.latency``'s
+    fixed cost (hundreds of ms) would outweigh the week of rollups.
     """
-    attempts = analysis.latency(events)
-    parts = []
-    for kind, when, metric in (("wait", "started_at", "wait_s"), ("run", "ended_at", "run_s")):
-        rows = attempts[attempts[metric].notna()]
-        if rows.empty:
-            continue
-        minute = rows[when].dt.floor("min").rename("minute")
-        grouped = rows[metric].groupby([minute, rows["priority"].rename("priority")], dropna=False)
-        part = pd.DataFrame({"count": grouped.size().astype("Int64")})
-        for name, q in _QUANTILES.items():
-            part[name] = grouped.quantile(q)
-        part["max_s"] = grouped.max()
-        parts.append(part.reset_index().assign(kind=kind))
-    if not parts:
+    if events.empty:
         return _empty_minute_latency()
-    frame = pd.concat(parts, ignore_index=True)
-    frame["minute"] = frame["minute"].astype(_UTC_NS)
-    frame["priority"] = frame["priority"].astype("Int64")
-    return frame
+    times = pd.to_datetime(events["received_at"], utc=True).astype(_UTC_NS).array.asi8
+    added: dict[object, int] = {}
+    started: dict[object, int] = {}
+    priority_of: dict[object, object] = {}
+    samples: list[tuple[str, int, object, float]] = []  # kind, time ns, priority, seconds
+    rows = zip(times.tolist(), events["event"].tolist(), events["job_id"].tolist(), events["status"].tolist(),
+               events["priority"].tolist())
+    for t, event, job, status, priority in rows:
+        if event == "job_added":
+            added[job], priority_of[job] = t, priority
+            started.pop(job, None)
+        elif event == "status_updated" and status == "running":
+            begun = added.pop(job, None)
+            if begun is not None:
+                samples.append(("wait", t, priority_of.get(job), (t - begun) / 1e9))
+            started[job] = t
+        elif event in _ENDING_EVENTS or (event == "status_updated" and status in _ENDING_STATUSES):
+            begun = started.pop(job, None)
+            if begun is not None:
+                samples.append(("run", t, priority_of.get(job), (t - begun) / 1e9))
+    if not samples:
+        return _empty_minute_latency()
+    kinds, stamps, priorities, seconds = zip(*samples)
+    frame = pd.DataFrame({
+        "kind": list(kinds),
+        "minute": pd.to_datetime(np.asarray(stamps, dtype=np.int64), utc=True).floor("min"),
+        "priority": pd.array([None if pd.isna(p) else int(p) for p in priorities], dtype="Int64"),
+        "seconds": np.asarray(seconds, dtype=np.float64),
+    })
+    grouped = frame.groupby(["minute", "priority", "kind"], dropna=False, sort=True)["seconds"]
+    out = pd.DataFrame({"count": grouped.size().astype("Int64")})
+    for name, q in _QUANTILES.items():
+        out[name] = grouped.quantile(q)
+    out["max_s"] = grouped.max()
+    out = out.reset_index()
+    out["minute"] = out["minute"].astype(_UTC_NS)
+    return out[["minute", "priority", "count", *_QUANTILES, "max_s", "kind"]]
 
 
 # -- bins -----------------------------------------------------------------------------------------------
@@ -540,24 +591,28 @@ def _counts_per_bin(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
 def latency_trend(minutes: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
     """Per-minute latency rows (minute, priority, kind, count, p50_s ... max_s) in bins of ``step`` by level.
 
-    Rows: one per (bin, level, kind) with attempts; quantiles are the
-    count-weighted mean of the minutes' own (exact for one-minute bins and
-    one priority per level), ``max_s`` the true maximum. Rows of an unknown
-    priority (a job added before the monitor started) are left out.
+    Rows: one per (bin, level, kind) with attempts, sorted by time, level
+    (high, normal, low) and kind; quantiles are the count-weighted mean of the
+    minutes' own (exact for one-minute bins and one priority per level),
+    ``max_s`` the true maximum. Rows of an unknown priority (a job added
+    before the monitor started) are left out.
     """
     rows = minutes[minutes["priority"].notna()]
     if rows.empty:
         return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in (
             ("time", _UTC_NS), ("level", "string"), ("kind", "string"), ("count", "int64"),
             ("p50_s", "float64"), ("p90_s", "float64"), ("p99_s", "float64"), ("max_s", "float64"))})
-    weight = rows["count"].astype("float64")
+    # Integer keys: grouping on text is most of the cost over a week of rows.
+    priority = rows["priority"].to_numpy(dtype="int64")
+    level = np.select([priority >= 2, priority == 1], [0, 1], 2)  # as Priority.level_of: high, normal, low
+    kind = np.where(rows["kind"].to_numpy(dtype=object) == "wait", 0, 1)
+    weight = rows["count"].to_numpy(dtype="float64")
+    step_ns = step.value
     work = pd.DataFrame({
-        "time": rows["minute"].dt.floor(step),
-        "level": analysis.priority_label(rows["priority"]).astype("string"),
-        "kind": rows["kind"].astype("string"),
-        "count": weight,
-        **{name: rows[name].astype("float64") * weight for name in _QUANTILES},
-        "max_s": rows["max_s"].astype("float64"),
+        "time": rows["minute"].astype(_UTC_NS).array.asi8 // step_ns * step_ns,
+        "level": level, "kind": kind, "count": weight,
+        **{name: rows[name].to_numpy(dtype="float64") * weight for name in _QUANTILES},
+        "max_s": rows["max_s"].to_numpy(dtype="float64"),
     })
     grouped = work.groupby(["time", "level", "kind"], sort=True)
     out = grouped[["count", *_QUANTILES]].sum()
@@ -565,9 +620,13 @@ def latency_trend(minutes: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
         out[name] = out[name] / out["count"]
     out["max_s"] = grouped["max_s"].max()
     out = out.reset_index()
-    out["count"] = out["count"].round().astype("int64")
-    out["time"] = out["time"].astype(_UTC_NS)
-    return out[list(LATENCY_TREND_COLUMNS)]
+    return pd.DataFrame({
+        "time": pd.to_datetime(out["time"].to_numpy(dtype="int64"), utc=True),
+        "level": pd.array(np.array(analysis.PRIORITY_LEVELS, dtype=object)[out["level"].to_numpy()], dtype="string"),
+        "kind": pd.array(np.array(["wait", "run"], dtype=object)[out["kind"].to_numpy()], dtype="string"),
+        "count": out["count"].round().astype("int64"),
+        **{name: out[name] for name in (*_QUANTILES, "max_s")},
+    })
 
 
 def _utc(value: object, name: str) -> pd.Timestamp:
