@@ -273,14 +273,15 @@ def activity_range(folder: str | Path | None, prefix: str, start: pd.Timestamp, 
             latency = analysis.latency(events)
             stored_rows = len(stored)
         else:
-            counts, stored_rows = _stored_counts(folder, prefix, start, split)
-            trend = _stored_latency(folder, prefix, start, split)
+            # numpy from here on: a week is ~150,000 rollup rows binned on every refresh
+            counts = _stored_count_rows(folder, prefix, start, split)
+            stored_rows = len(counts.minute_ns)
+            trend = _latency_rows(_stored_latency(folder, prefix, start, split))
             if live is not None and not live.empty:
-                counts = counts.add(_live_counts(live), fill_value=0)
-                trend = pd.concat([trend, _live_latency(live)], ignore_index=True) if len(trend) \
-                    else _live_latency(live)
-            throughput = _counts_per_bin(counts, start, end, step)
-            latency = latency_trend(trend, step)
+                counts = counts.plus(_live_count_rows(live))
+                trend = trend.plus(_latency_rows(_live_latency(live)))
+            throughput = counts.binned(_bins(start, end, step), step)
+            latency = trend.binned(start.floor(step), step)
     except (OSError, pa.ArrowException) as exc:
         raise InvalidInputError(f"cannot read the history folder {str(folder)!r}: {_one_line(exc)}") from exc
     return ActivityRange(start, end, split, source, step, throughput, latency, stored_rows,
@@ -542,21 +543,137 @@ def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
                 samples.append(("run", t, priority_of.get(job), (t - begun) / 1e9))
     if not samples:
         return _empty_minute_latency()
-    kinds, stamps, priorities, seconds = zip(*samples)
-    frame = pd.DataFrame({
-        "kind": list(kinds),
-        "minute": pd.to_datetime(np.asarray(stamps, dtype=np.int64), utc=True).floor("min"),
-        "priority": pd.array([None if pd.isna(p) else int(p) for p in priorities], dtype="Int64"),
-        "seconds": np.asarray(seconds, dtype=np.float64),
+    # Few groups (minutes x priorities x 2): numpy per group beats pandas' groupby quantile setup.
+    groups: dict[tuple[int, object, str], list[float]] = {}
+    for kind, stamp, priority, seconds in samples:
+        minute = stamp // 60_000_000_000 * 60_000_000_000
+        groups.setdefault((minute, None if pd.isna(priority) else int(priority), kind), []).append(seconds)
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is None, item[0][1] or 0, item[0][2]))
+    values = [np.asarray(v, dtype=np.float64) for _, v in ordered]
+    return pd.DataFrame({
+        "minute": pd.to_datetime(np.array([k[0] for k, _ in ordered], dtype=np.int64), utc=True),
+        "priority": pd.array([k[1] for k, _ in ordered], dtype="Int64"),
+        "count": pd.array([len(v) for v in values], dtype="Int64"),
+        **{name: np.array([np.quantile(v, q) for v in values]) for name, q in _QUANTILES.items()},
+        "max_s": np.array([v.max() for v in values]),
+        "kind": [k[2] for k, _ in ordered],
     })
-    grouped = frame.groupby(["minute", "priority", "kind"], dropna=False, sort=True)["seconds"]
-    out = pd.DataFrame({"count": grouped.size().astype("Int64")})
-    for name, q in _QUANTILES.items():
-        out[name] = grouped.quantile(q)
-    out["max_s"] = grouped.max()
-    out = out.reset_index()
-    out["minute"] = out["minute"].astype(_UTC_NS)
-    return out[["minute", "priority", "count", *_QUANTILES, "max_s", "kind"]]
+
+
+# -- binning, in numpy ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CountRows:
+    """Events per minute and event name, as arrays: minute start (ns), event code, count."""
+
+    minute_ns: np.ndarray
+    code: np.ndarray
+    count: np.ndarray
+    names: tuple[str, ...]
+
+    def plus(self, other: _CountRows) -> _CountRows:
+        names = tuple(sorted(set(self.names) | set(other.names)))
+        recode = [np.array([names.index(n) for n in rows.names] or [0], dtype=np.int64)[rows.code]
+                  for rows in (self, other)]
+        return _CountRows(np.concatenate([self.minute_ns, other.minute_ns]), np.concatenate(recode),
+                          np.concatenate([self.count, other.count]), names)
+
+    def binned(self, index: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DataFrame:
+        """One int64 column per charted event name, one row per bin of ``index``."""
+        charted = [n for n in self.names if n not in _NOT_CHARTED]
+        bins, n_names = len(index), len(self.names)
+        table = np.zeros((bins, n_names), dtype=np.int64)
+        if len(self.minute_ns) and bins:
+            slot = (self.minute_ns - index[0].value) // step.value
+            keep = (slot >= 0) & (slot < bins)
+            sums = np.bincount(slot[keep] * n_names + self.code[keep], weights=self.count[keep],
+                               minlength=bins * n_names)
+            table = np.rint(sums).astype(np.int64).reshape(bins, n_names)
+        columns = [self.names.index(n) for n in charted]
+        return pd.DataFrame(table[:, columns], index=index, columns=pd.Index(charted))
+
+
+def _stored_count_rows(folder: str | Path | None, prefix: str, start: pd.Timestamp, end: pd.Timestamp) -> _CountRows:
+    if folder is None or not end > start:
+        return _no_count_rows()
+    table = ROLLUP_FILES.read(Path(folder), "rollup_counts", prefix, start.ceil("min"), end)
+    if table.num_rows == 0:
+        return _no_count_rows()
+    events = pc.dictionary_encode(table.column("event").combine_chunks())
+    names = tuple(str(n) for n in events.dictionary.to_pylist())
+    order = np.argsort(np.array(names, dtype=object))
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    return _CountRows(table.column("minute").cast(pa.int64()).to_numpy() * 1000,
+                      rank[events.indices.to_numpy(zero_copy_only=False)],
+                      table.column("count").to_numpy(), tuple(sorted(names)))
+
+
+def _live_count_rows(events: pd.DataFrame) -> _CountRows:
+    """One row per live event, in its minute of receive time (as the monitor's rollups count)."""
+    received = pd.to_datetime(events["received_at"], utc=True).astype(_UTC_NS).array.asi8
+    codes, names = pd.factorize(events["event"].astype("string"), sort=True)
+    keep = codes >= 0
+    return _CountRows(received[keep] // 60_000_000_000 * 60_000_000_000, codes[keep].astype(np.int64),
+                      np.ones(int(keep.sum()), dtype=np.int64), tuple(str(n) for n in names))
+
+
+def _no_count_rows() -> _CountRows:
+    return _CountRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), ())
+
+
+@dataclass(frozen=True)
+class _LatencyRows:
+    """Per-minute latency rows as arrays: minute (ns), level (0 high, 1 normal, 2 low), kind (0 wait,
+    1 run), count, p50_s, p90_s, p99_s, max_s."""
+
+    columns: dict[str, np.ndarray]
+
+    def plus(self, other: _LatencyRows) -> _LatencyRows:
+        return _LatencyRows({k: np.concatenate([v, other.columns[k]]) for k, v in self.columns.items()})
+
+    def binned(self, first_bin: pd.Timestamp, step: pd.Timedelta) -> pd.DataFrame:
+        """The latency trend frame (``LATENCY_TREND_COLUMNS``): one row per (bin, level, kind) with attempts."""
+        c = self.columns
+        if not len(c["minute"]):
+            return _empty_trend()
+        slot = (c["minute"] - first_bin.value) // step.value
+        key = (slot * 3 + c["level"]) * 2 + c["kind"]
+        keys, where = np.unique(key, return_inverse=True)
+        weight = c["count"].astype(np.float64)
+        total = np.bincount(where, weights=weight)
+        out: dict[str, object] = {
+            "time": pd.to_datetime(first_bin.value + keys // 6 * step.value, utc=True),
+            "level": pd.array(np.array(analysis.PRIORITY_LEVELS, dtype=object)[keys // 2 % 3], dtype="string"),
+            "kind": pd.array(np.array(["wait", "run"], dtype=object)[keys % 2], dtype="string"),
+            "count": np.rint(total).astype(np.int64),
+        }
+        for name in _QUANTILES:
+            out[name] = np.bincount(where, weights=c[name] * weight) / total
+        highest = np.full(len(keys), -np.inf)
+        np.maximum.at(highest, where, c["max_s"])
+        out["max_s"] = highest
+        return pd.DataFrame(out)
+
+
+def _latency_rows(minutes: pd.DataFrame) -> _LatencyRows:
+    """Arrays of per-minute latency rows (``_stored_latency``/``_live_latency``), unknown priorities left out."""
+    rows = minutes[minutes["priority"].notna() & (minutes["count"] > 0)]
+    priority = rows["priority"].to_numpy(dtype="int64")
+    return _LatencyRows({
+        "minute": rows["minute"].astype(_UTC_NS).array.asi8,
+        "level": np.select([priority >= 2, priority == 1], [0, 1], 2),  # as Priority.level_of
+        "kind": np.where(rows["kind"].to_numpy(dtype=object) == "wait", 0, 1),
+        "count": rows["count"].to_numpy(dtype="int64"),
+        **{name: rows[name].to_numpy(dtype="float64") for name in (*_QUANTILES, "max_s")},
+    })
+
+
+def _empty_trend() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in (
+        ("time", _UTC_NS), ("level", "string"), ("kind", "string"), ("count", "int64"),
+        ("p50_s", "float64"), ("p90_s", "float64"), ("p99_s", "float64"), ("max_s", "float64"))})
 
 
 # -- bins -----------------------------------------------------------------------------------------------
@@ -578,55 +695,19 @@ def _complete_bins(table: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, 
     return table.reindex(_bins(start, end, step), fill_value=0).astype("int64")
 
 
-def _counts_per_bin(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta) -> pd.DataFrame:
-    charted = [c for c in sorted(counts.columns) if c not in _NOT_CHARTED]
-    index = _bins(start, end, step)
-    if counts.empty or not charted:
-        return pd.DataFrame({c: pd.Series(0, index=index, dtype="int64") for c in charted}, index=index)
-    binned = counts[charted].groupby(pd.DatetimeIndex(counts.index).floor(step)).sum()
-    binned.columns = pd.Index([str(c) for c in charted])  # one column dtype whichever source made them
-    return binned.reindex(index, fill_value=0).astype("int64")
-
-
 def latency_trend(minutes: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
     """Per-minute latency rows (minute, priority, kind, count, p50_s ... max_s) in bins of ``step`` by level.
 
     Rows: one per (bin, level, kind) with attempts, sorted by time, level
-    (high, normal, low) and kind; quantiles are the count-weighted mean of the
-    minutes' own (exact for one-minute bins and one priority per level),
-    ``max_s`` the true maximum. Rows of an unknown priority (a job added
-    before the monitor started) are left out.
+    (high, normal, low) and kind (wait, run); quantiles are the count-weighted
+    mean of the minutes' own (exact for one-minute bins and one priority per
+    level), ``max_s`` the true maximum. Rows of an unknown priority (a job
+    added before the monitor started) are left out.
     """
-    rows = minutes[minutes["priority"].notna()]
-    if rows.empty:
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in (
-            ("time", _UTC_NS), ("level", "string"), ("kind", "string"), ("count", "int64"),
-            ("p50_s", "float64"), ("p90_s", "float64"), ("p99_s", "float64"), ("max_s", "float64"))})
-    # Integer keys: grouping on text is most of the cost over a week of rows.
-    priority = rows["priority"].to_numpy(dtype="int64")
-    level = np.select([priority >= 2, priority == 1], [0, 1], 2)  # as Priority.level_of: high, normal, low
-    kind = np.where(rows["kind"].to_numpy(dtype=object) == "wait", 0, 1)
-    weight = rows["count"].to_numpy(dtype="float64")
-    step_ns = step.value
-    work = pd.DataFrame({
-        "time": rows["minute"].astype(_UTC_NS).array.asi8 // step_ns * step_ns,
-        "level": level, "kind": kind, "count": weight,
-        **{name: rows[name].to_numpy(dtype="float64") * weight for name in _QUANTILES},
-        "max_s": rows["max_s"].to_numpy(dtype="float64"),
-    })
-    grouped = work.groupby(["time", "level", "kind"], sort=True)
-    out = grouped[["count", *_QUANTILES]].sum()
-    for name in _QUANTILES:
-        out[name] = out[name] / out["count"]
-    out["max_s"] = grouped["max_s"].max()
-    out = out.reset_index()
-    return pd.DataFrame({
-        "time": pd.to_datetime(out["time"].to_numpy(dtype="int64"), utc=True),
-        "level": pd.array(np.array(analysis.PRIORITY_LEVELS, dtype=object)[out["level"].to_numpy()], dtype="string"),
-        "kind": pd.array(np.array(["wait", "run"], dtype=object)[out["kind"].to_numpy()], dtype="string"),
-        "count": out["count"].round().astype("int64"),
-        **{name: out[name] for name in (*_QUANTILES, "max_s")},
-    })
+    if minutes.empty:
+        return _empty_trend()
+    first = pd.Timestamp(minutes["minute"].min()).floor(step)
+    return _latency_rows(minutes).binned(first, step)
 
 
 def _utc(value: object, name: str) -> pd.Timestamp:
