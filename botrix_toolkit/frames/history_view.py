@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -521,11 +521,11 @@ def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
     """
     if events.empty:
         return _empty_minute_latency()
-    times = pd.to_datetime(events["received_at"], utc=True).astype(_UTC_NS).array.asi8
+    times = _ns(events["received_at"])
     added: dict[object, int] = {}
     started: dict[object, int] = {}
-    priority_of: dict[object, object] = {}
-    samples: list[tuple[str, int, object, float]] = []  # kind, time ns, priority, seconds
+    priority_of: dict[object, Any] = {}
+    samples: list[tuple[str, int, Any, float]] = []  # kind, time ns, priority (int or NA), seconds
     rows = zip(times.tolist(), events["event"].tolist(), events["job_id"].tolist(), events["status"].tolist(),
                events["priority"].tolist())
     for t, event, job, status, priority in rows:
@@ -544,7 +544,7 @@ def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
     if not samples:
         return _empty_minute_latency()
     # Few groups (minutes x priorities x 2): numpy per group beats pandas' groupby quantile setup.
-    groups: dict[tuple[int, object, str], list[float]] = {}
+    groups: dict[tuple[int, int | None, str], list[float]] = {}
     for kind, stamp, priority, seconds in samples:
         minute = stamp // 60_000_000_000 * 60_000_000_000
         groups.setdefault((minute, None if pd.isna(priority) else int(priority), kind), []).append(seconds)
@@ -552,7 +552,7 @@ def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
     values = [np.asarray(v, dtype=np.float64) for _, v in ordered]
     return pd.DataFrame({
         "minute": pd.to_datetime(np.array([k[0] for k, _ in ordered], dtype=np.int64), utc=True),
-        "priority": pd.array([k[1] for k, _ in ordered], dtype="Int64"),
+        "priority": pd.Series([k[1] for k, _ in ordered], dtype="Int64"),
         "count": pd.array([len(v) for v in values], dtype="Int64"),
         **{name: np.array([np.quantile(v, q) for v in values]) for name, q in _QUANTILES.items()},
         "max_s": np.array([v.max() for v in values]),
@@ -612,7 +612,7 @@ def _stored_count_rows(folder: str | Path | None, prefix: str, start: pd.Timesta
 
 def _live_count_rows(events: pd.DataFrame) -> _CountRows:
     """One row per live event, in its minute of receive time (as the monitor's rollups count)."""
-    received = pd.to_datetime(events["received_at"], utc=True).astype(_UTC_NS).array.asi8
+    received = _ns(events["received_at"])
     codes, names = pd.factorize(events["event"].astype("string"), sort=True)
     keep = codes >= 0
     return _CountRows(received[keep] // 60_000_000_000 * 60_000_000_000, codes[keep].astype(np.int64),
@@ -662,7 +662,7 @@ def _latency_rows(minutes: pd.DataFrame) -> _LatencyRows:
     rows = minutes[minutes["priority"].notna() & (minutes["count"] > 0)]
     priority = rows["priority"].to_numpy(dtype="int64")
     return _LatencyRows({
-        "minute": rows["minute"].astype(_UTC_NS).array.asi8,
+        "minute": _ns(rows["minute"]),
         "level": np.select([priority >= 2, priority == 1], [0, 1], 2),  # as Priority.level_of
         "kind": np.where(rows["kind"].to_numpy(dtype=object) == "wait", 0, 1),
         "count": rows["count"].to_numpy(dtype="int64"),
@@ -708,6 +708,12 @@ def latency_trend(minutes: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
         return _empty_trend()
     first = pd.Timestamp(minutes["minute"].min()).floor(step)
     return _latency_rows(minutes).binned(first, step)
+
+
+def _ns(times: pd.Series) -> np.ndarray:
+    """UTC times as int64 nanoseconds since the epoch."""
+    utc = pd.to_datetime(times, utc=True).dt.tz_convert(None).astype("datetime64[ns]")
+    return utc.to_numpy().view(np.int64)
 
 
 def _utc(value: object, name: str) -> pd.Timestamp:
