@@ -29,7 +29,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.frames import analysis, plots
@@ -457,12 +457,9 @@ class RollupFiles:
             return kept[1]
         # Files only added since (the monitor appending): read just those; else (compacted) all again.
         parts, new = ([kept[1]], files - kept[0]) if kept is not None and kept[0] <= files else ([], files)
-        for name, _, _ in sorted(new):
-            rows = pq.read_table(os.path.join(day, name), columns=self._COLUMNS[table], schema=TABLES[table][0])
-            if table == "rollup_counts":
-                rows = rows.group_by(["minute", "event"]).aggregate([("count", "sum")]).rename_columns(
-                    ["minute", "event", "count"])
-            parts.append(rows)
+        names = [os.path.join(day, name) for name, _, _ in sorted(new)]
+        if names:  # one scan over all new files: Arrow reads them in its own threads
+            parts.append(self._read_files(names, table))
         merged = pa.concat_tables(parts).combine_chunks() if parts else self._empty(table)
         with self._lock:
             old = self._days.pop(key, None)
@@ -472,6 +469,14 @@ class RollupFiles:
                 _, (_, dropped) = self._days.popitem(last=False)
                 self._rows -= dropped.num_rows
         return merged
+
+    def _read_files(self, paths: list[str], table: str) -> pa.Table:
+        schema = TABLES[table][0]
+        rows = ds.dataset(paths, format="parquet", schema=schema).to_table(columns=self._COLUMNS[table])
+        if table == "rollup_counts":
+            rows = rows.group_by(["minute", "event"]).aggregate([("count", "sum")]).rename_columns(
+                ["minute", "event", "count"])
+        return rows
 
     def _empty(self, table: str) -> pa.Table:
         schema = TABLES[table][0]
