@@ -24,6 +24,7 @@ from botrix_toolkit.core.reconnect import ReconnectRetry
 from botrix_toolkit.core.redaction import redact_url
 from botrix_toolkit.core.settings import (
     DASHBOARD_EMBEDDED_ENV,
+    HISTORY_DIR_ENV,
     PREFIX_ENV,
     URL_ENV,
     dashboard_password,
@@ -53,6 +54,7 @@ class Settings:
     password: str | None
     embedded: bool
     prefixes: tuple[str, ...] = ()  # every queue the user may pick (BOTRIX_PREFIX, comma-separated)
+    history: str | None = None  # the monitor's history folder (BOTRIX_HISTORY_DIR), None when not given
 
 
 def settings_from_env() -> Settings:
@@ -68,6 +70,7 @@ def settings_from_env() -> Settings:
         password=dashboard_password(),
         embedded=os.environ.get(DASHBOARD_EMBEDDED_ENV) == "1",
         prefixes=prefixes,
+        history=os.environ.get(HISTORY_DIR_ENV, "").strip() or None,
     )
 
 
@@ -95,11 +98,27 @@ def connection(url: str | None, prefix: str, embedded_hint: bool) -> Connection:
     return Connection(q, redact_url(resolved), embedded or embedded_hint)
 
 
+@dataclass(frozen=True)
+class LiveRecording:
+    """The shared recorder and when it subscribed: it holds every event since then (until it drops
+    the oldest past ``RECORDER_MAXLEN``)."""
+
+    recorder: EventRecorder
+    started_at: pd.Timestamp
+
+
 @st.cache_resource(show_spinner=False)
-def event_recorder(url: str | None, prefix: str, embedded_hint: bool) -> EventRecorder:
+def live_recording(url: str | None, prefix: str, embedded_hint: bool) -> LiveRecording:
     """One running EventRecorder per (url, prefix): ServerConnectionError when unreachable."""
     conn = connection(url, prefix, embedded_hint)
-    return EventRecorder(conn.q, maxlen=RECORDER_MAXLEN).start()
+    recorder = EventRecorder(conn.q, maxlen=RECORDER_MAXLEN).start()
+    # start() returns once subscribed: every event from now on is recorded
+    return LiveRecording(recorder, pd.Timestamp.now(tz="UTC"))
+
+
+def event_recorder(url: str | None, prefix: str, embedded_hint: bool) -> EventRecorder:
+    """The shared running EventRecorder of (url, prefix): ServerConnectionError when unreachable."""
+    return live_recording(url, prefix, embedded_hint).recorder
 
 
 class DepthHistory:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
-from botrix_toolkit.dashboard import controls, life_view, snapshot, state
+from botrix_toolkit.dashboard import activity_panel, controls, life_view, snapshot, state
 
 from botrix_toolkit import BotrixError, QueueGroup, ServerConnectionError
 from botrix_toolkit.frames import analysis, plots
@@ -139,10 +139,12 @@ def live_view(conn: state.Connection, options: PageOptions) -> None:
             _note_reachable(not isinstance(exc, ServerConnectionError))
             return
         _note_reachable(True)
-        events = _recent_events(options, snap.taken_at)
+        recorded = _recorded_events(options)
+        events = None if recorded is None else \
+            snapshot.recent_events(recorded.events, options.window_min, snap.taken_at)
         live = None if events is None else snapshot.activity(events, snap.taken_at)
         _headline(snap, live, options)
-        _charts(snap, live, options)
+        _charts(snap, live, recorded, options)
         _tables(conn, snap, options)
         life_view.job_life_panel(conn, snap, events if events is not None else pd.DataFrame())
         st.caption(f"updated {snap.taken_at:%H:%M:%S} UTC"
@@ -151,14 +153,19 @@ def live_view(conn: state.Connection, options: PageOptions) -> None:
     _refresh()
 
 
-def _recent_events(options: PageOptions, now: pd.Timestamp) -> pd.DataFrame | None:
-    """The last ``window_min`` minutes from the shared recorder; None if it cannot record."""
+def _recorded_events(options: PageOptions) -> activity_panel.LiveEvents | None:
+    """Everything the shared recorder holds, and since when it holds every event; None if it cannot record."""
     try:
-        recorder = state.event_recorder(*state.settings_key(options.settings))
+        recording = state.live_recording(*state.settings_key(options.settings))
     except ServerConnectionError as exc:
         logger.info("event recorder not running: %s", exc)
         return None
-    return snapshot.recent_events(recorder.frame(), options.window_min, now)
+    recorded = recording.recorder.snapshot()
+    events = recorded.frame()
+    since = recording.started_at
+    if recorded.counters.get("dropped_oldest") and not events.empty:
+        since = max(since, events["received_at"].min())  # the oldest were dropped: complete from here on
+    return activity_panel.LiveEvents(events, since)
 
 
 def _headline(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None,
@@ -200,18 +207,13 @@ def _chart(where, figure, key: str) -> None:
     where.plotly_chart(figure, key=key)
 
 
-def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None, options: PageOptions) -> None:
+def _charts(snap: snapshot.QueueSnapshot, live: snapshot.Activity | None,
+            recorded: activity_panel.LiveEvents | None, options: PageOptions) -> None:
     left, right = st.columns(2)
     _chart(left, snapshot.queue_figures(snap)["priority"], "chart_priority")
     _chart(right, _depth_figure(snap, options), "chart_depth")
-    if live is None:
-        st.info("Live charts start when the event recorder can subscribe to the server.")
-        return
-    figures = snapshot.activity_figures(live)
-    _chart(st, figures["throughput"], "chart_throughput")
-    left, right = st.columns(2)
-    _chart(left, figures["wait"], "chart_wait")
-    _chart(right, figures["run"], "chart_run")
+    activity_panel.activity_charts(options.settings.history, options.settings.prefix, live, recorded,
+                                   snap.taken_at)
 
 
 def _depth_figure(snap: snapshot.QueueSnapshot, options: PageOptions):

@@ -12,6 +12,8 @@ from rich.table import Table
 from botrix_toolkit.bench.cluster import run_cluster_benchmark
 from botrix_toolkit.bench.events import run_recorder_benchmark
 from botrix_toolkit.bench.frames import TARGET_RATIO, FrameBenchmarkResult, run_frame_benchmark
+from botrix_toolkit.bench.history_view import TARGET_MS as TARGET_HISTORY_MS
+from botrix_toolkit.bench.history_view import HistoryViewBenchmark, run_history_view_benchmark
 from botrix_toolkit.bench.monitor import run_monitor_benchmark
 from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
 from botrix_toolkit.cli.common import server_options
@@ -38,10 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="seconds of flat-out publishing for the recorder measurement")
     bench.add_argument("--monitor-seconds", type=float, default=10.0,
                        help="seconds of flat-out publishing for the monitor measurement")
+    bench.add_argument("--history-events", type=int, default=100_000_000,
+                       help="events in the synthetic week of history for the history-view measurement "
+                            "(written as per-minute rollups plus the last hour raw: a few minutes, ~100 MB)")
     bench.add_argument("--only", default="queue,frames,events",
                        help="comma-separated sections to run: queue, frames-1m (alias frames), events, monitor, "
-                            "cluster "
-                            "(cluster starts three local Valkey primaries unless --cluster-url is given)")
+                            "cluster, history-view "
+                            "(cluster starts three local Valkey primaries unless --cluster-url is given; "
+                            "history-view needs no server)")
     bench.add_argument("--cluster-url", default=None,
                        help="any node of a cluster for the cluster section (default: a local one)")
     bench.set_defaults(handler=run)
@@ -109,10 +115,33 @@ def monitor_table(result: dict) -> Table:
     return table
 
 
+def history_view_table(result: HistoryViewBenchmark) -> Table:
+    table = Table(title=f"dashboard 7-day view over {result.events:,} events ({result.files:,} files, "
+                        f"{result.disk_mb:,.0f} MB, built in {result.build_s:.0f} s)")
+    for column in ("step", "median", "runs (ms)", "target"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    warm = result.data_ms[1:] or result.data_ms
+    table.add_row("data step (range -> frames), a refresh", f"{result.median_ms:,.0f} ms",
+                  ", ".join(f"{ms:,.0f}" for ms in warm),
+                  f"< {TARGET_HISTORY_MS:,.0f} ms " + ("ok" if result.meets_target else "ABOVE"))
+    table.add_row("data step, first read of every file", f"{result.cold_ms:,.0f} ms", "", "")
+    figures = sorted(result.figures_ms)[len(result.figures_ms) // 2]
+    table.add_row("the three figures", f"{figures:,.0f} ms", "", "")
+    table.caption = (f"events the view counted: {result.view_events:,} of {result.events:,}; "
+                     "today's rollups are 1,439 one-minute files (the week ends at 23:59 UTC)")
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
-    url, embedded = resolve_url(args.redis_url)
     sections = {name.strip() for name in args.only.split(",")}
     console = Console(width=max(Console().width, 120))
+    if "history-view" in sections:
+        console.print(f"history view: building a week of history with {args.history_events:,} events ...")
+        console.print(history_view_table(run_history_view_benchmark(args.history_events)))
+        sections.discard("history-view")
+        if not sections:
+            return 0  # needs no server: none is started
+    url, embedded = resolve_url(args.redis_url)
     console.print(f"server: {redact_url(url)}{' (embedded)' if embedded else ''}")
     client = redis.Redis.from_url(url)
     try:

@@ -1,7 +1,7 @@
 """``botrix dashboard``: run the Streamlit dashboard (``botrix_toolkit.dashboard``) on a queue.
 
 The options reach the app through environment variables (BOTRIX_REDIS_URL,
-BOTRIX_PREFIX, BOTRIX_DASHBOARD_EMBEDDED), because ``streamlit run`` owns the
+BOTRIX_PREFIX, BOTRIX_DASHBOARD_EMBEDDED, BOTRIX_HISTORY_DIR), because ``streamlit run`` owns the
 command line. The page binds to 127.0.0.1; any other address requires
 BOTRIX_DASHBOARD_PASSWORD, which the page then asks for.
 """
@@ -22,6 +22,7 @@ from botrix_toolkit.core.redaction import redact_url
 from botrix_toolkit.core.settings import (
     DASHBOARD_EMBEDDED_ENV,
     DASHBOARD_PASSWORD_ENV,
+    HISTORY_DIR_ENV,
     PREFIX_ENV,
     URL_ENV,
     dashboard_password,
@@ -56,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              f"{DASHBOARD_PASSWORD_ENV})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.add_argument("--history", metavar="DIR", default=os.environ.get(HISTORY_DIR_ENV) or None,
+                        help="the history folder `botrix monitor --history` writes: the activity charts then "
+                             "offer the last 5 minutes, 1 hour, 24 hours, 7 days or a custom range "
+                             f"(default: ${HISTORY_DIR_ENV}; without it, live minutes only)")
     parser.set_defaults(handler=run)
 
 
@@ -71,10 +76,14 @@ def streamlit_command(host: str, port: int) -> list[str]:
     ]
 
 
-def dashboard_environment(url: str, prefix: str, embedded: bool) -> dict[str, str]:
+def dashboard_environment(url: str, prefix: str, embedded: bool, history: str | None = None) -> dict[str, str]:
     """The process environment plus the app's settings."""
     env = dict(os.environ)
     env.update({URL_ENV: url, PREFIX_ENV: prefix, DASHBOARD_EMBEDDED_ENV: "1" if embedded else "0"})
+    if history:
+        env[HISTORY_DIR_ENV] = str(Path(history).expanduser().resolve())
+    else:
+        env.pop(HISTORY_DIR_ENV, None)
     return env
 
 
@@ -108,13 +117,17 @@ def run(args: argparse.Namespace) -> int:
     url, embedded = resolve_url(args.redis_url)
     command = streamlit_command(args.host, args.port)
     print(f"botrix dashboard on http://{args.host}:{args.port} · server {redact_url(url)}"
-          f"{' (embedded)' if embedded else ''} · prefix {args.prefix}", flush=True)
+          f"{' (embedded)' if embedded else ''} · prefix {args.prefix}"
+          f" · history {args.history or 'none (live minutes only)'}", flush=True)
     problem = server_problem(url)
     if problem is not None:
         print(f"botrix dashboard: the server at {redact_url(url)} cannot be reached ({problem}); "
               "serving the page anyway: it retries on every refresh", file=sys.stderr, flush=True)
+    if args.history and not Path(args.history).expanduser().is_dir():
+        print(f"botrix dashboard: the history folder {args.history!r} does not exist (yet); the page says so "
+              "and shows live minutes until a monitor writes it", file=sys.stderr, flush=True)
     logger.info("running %s", " ".join(command))
     # exec, not a child process: signals (Ctrl-C, SIGTERM from a supervisor)
     # reach Streamlit directly and no orphan is left behind
-    os.execve(command[0], command, dashboard_environment(url, args.prefix, embedded))
+    os.execve(command[0], command, dashboard_environment(url, args.prefix, embedded, args.history))
     return 0  # pragma: no cover - execve does not return

@@ -21,6 +21,8 @@ PREFIX_ENV = "BOTRIX_PREFIX"
 DASHBOARD_PASSWORD_ENV = "BOTRIX_DASHBOARD_PASSWORD"
 #: "1" when `botrix dashboard` resolved the embedded server.
 DASHBOARD_EMBEDDED_ENV = "BOTRIX_DASHBOARD_EMBEDDED"
+#: The history folder `botrix monitor` writes, read by the dashboard's activity charts for past minutes.
+HISTORY_DIR_ENV = "BOTRIX_HISTORY_DIR"
 
 
 def dashboard_password() -> str | None:

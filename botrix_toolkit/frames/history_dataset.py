@@ -177,3 +177,16 @@ def last_received_at(path: str | Path, prefix: str) -> pd.Timestamp | None:
         if len(column):
             return pd.Timestamp(pc.max(column).as_py()).tz_convert("UTC")
     return None
+
+
+def read_table(path: str | Path, table: str, prefix: str, start: TimeLike = None, end: TimeLike = None,
+               columns: list[str] | None = None) -> pa.Table:
+    """Rows of one table for ``prefix`` with time in [start, end), as Arrow, in file order.
+
+    Only the partitions (queue, date, hour) of the range are opened; ``columns``
+    (default: the table's own) limits what is read. For callers that aggregate
+    in Arrow and need neither pandas nor the sort ``load_history`` does.
+    """
+    data = open_dataset(path, table)
+    names = columns if columns is not None else list(TABLES[table][0].names)
+    return data.to_table(columns=names, filter=_filter(table, prefix, _utc(start, "start"), _utc(end, "end")))

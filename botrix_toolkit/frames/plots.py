@@ -173,3 +173,54 @@ def queue_depth_figure(depth_frame: pd.DataFrame) -> go.Figure:
     else:
         figure.update_yaxes(rangemode="tozero")
     return figure
+
+
+def event_rate_figure(counts: pd.DataFrame, bin_seconds: float) -> go.Figure:
+    """Lines of events per second, one per column of a counts-per-bin frame (columns: event names).
+
+    For long ranges read from the monitor's per-minute rollups, which count
+    named events (job_added also counts requeued and recovered jobs).
+    """
+    figure = _figure("event-rate", "Events per second (per-minute rollups)", "time (UTC)", "events per second")
+    if counts.empty or not len(counts.columns) or not counts.to_numpy().any():
+        return _no_data(figure)
+    x = _plain_times(counts.index)
+    figure.add_traces([
+        go.Scatter(x=x, y=counts[name].to_numpy(dtype="float64") / bin_seconds, name=str(name), mode="lines",
+                   line={"color": THROUGHPUT_COLORS.get(str(name).removeprefix("job_")), "shape": "hv"})
+        for name in counts.columns
+    ])
+    return figure
+
+
+def _plain_times(times: pd.Index | pd.Series) -> Any:
+    """UTC times as naive datetime64 (the axes say UTC): plotly sends those as they are, where
+    tz-aware ones cost a Python object per point."""
+    index = pd.DatetimeIndex(times)
+    return (index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index).to_numpy()
+
+
+def latency_trend_figure(trend: pd.DataFrame, kind: str = "wait") -> go.Figure:
+    """p50 (solid) and p99 (dotted) lines per priority level over time from a latency trend frame.
+
+    ``trend``: columns time, level, kind (wait/run), p50_s, p99_s (``history_view.latency_trend``).
+    """
+    if kind not in ("wait", "run"):
+        raise InvalidInputError(f"kind must be 'wait' or 'run'; got {kind!r}")
+    title, axis_label = _LATENCY_METRICS[f"{kind}_s"]
+    figure = _figure(f"latency-trend-{kind}", f"{title} over time", "time (UTC)", axis_label)
+    require_columns(trend, ("time", "level", "kind", "p50_s", "p99_s"), "latency trend")
+    rows = trend[(trend["kind"] == kind).to_numpy(dtype=bool)]
+    traces = []
+    for level in PRIORITY_LEVELS:
+        chosen = rows[(rows["level"] == level).to_numpy(dtype=bool)]
+        if chosen.empty:
+            continue
+        x = _plain_times(chosen["time"])
+        for stat, dash in (("p50_s", "solid"), ("p99_s", "dot")):
+            traces.append(go.Scatter(
+                x=x, y=chosen[stat].to_numpy(dtype="float64"), name=f"{level} {stat.removesuffix('_s')}",
+                mode="lines", line={"color": PRIORITY_COLORS[level], "dash": dash},
+            ))
+    figure.add_traces(traces)
+    return figure if figure.data else _no_data(figure)
