@@ -11,6 +11,11 @@ with disconnect-on-failure (the same policy as ``execute_command``), and the
 connection's own reply parser (hiredis when installed). Commands are packed
 by hiredis in C, or once for good when they never change.
 
+Taking a connection from the pool and giving it back costs more than the
+rest of a call (redis-py 8 counts both for its metrics, dispatches a release
+event and polls the socket), so between hot calls a few connections stay
+parked, taken from the pool and kept for the next call (see ``_Parking``).
+
 Only a plain ``redis.Redis`` whose commands are encoded as UTF-8 qualifies;
 a cluster client, a single-connection client or a client-side cache keep the
 usual path (``PackedCalls.usable`` is False).
@@ -18,10 +23,16 @@ usual path (``PackedCalls.usable`` is False).
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from redis.connection import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.cluster_routing import is_cluster_client
@@ -31,6 +42,105 @@ try:  # redis[hiredis] is a dependency; without it, every call keeps the usual p
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis ships wheels for every supported platform
     _hiredis_pack = None
+
+# The most connections parked out of one pool between hot calls: one per
+# thread calling at the same moment, up to this; more go back to the pool.
+PARK_LIMIT = 4
+# Parking only from pools this large or larger: a parked connection is one
+# the rest of the client cannot have, and a small pool must keep every one.
+PARK_MIN_POOL_SIZE = 32
+
+
+class _Parking:
+    """Connections of one pool kept between hot calls, shared by every ``PackedCalls`` on it.
+
+    Correct as the pool itself is: one connection per caller at a time
+    (``list.pop`` and ``append`` under a lock), never a parent's socket in a
+    forked child (the pid is checked, as the pool checks it), never a socket
+    that raised (it is disconnected first), at most ``PARK_LIMIT`` kept. The
+    parked connections stay counted as in use by the pool, so its
+    ``disconnect()`` (``Redis.close()``) closes them too; they reconnect when
+    used again, as the pool's own do. The parking belongs to the pool, not to
+    a ``QueueService``: services made and dropped by the hundred on one
+    client (a dashboard's reruns, short-lived threads) share it and leave no
+    connection behind.
+    """
+
+    __slots__ = ("idle", "lock", "pid", "pool", "__weakref__")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.idle: list[Any] = []
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+
+    def take(self) -> Any:
+        """A parked connection, or a fresh one from the pool."""
+        if self.pid != os.getpid():
+            self._forget_parent()
+        try:
+            conn = self.idle.pop()
+        except IndexError:
+            return self.pool.get_connection()
+        try:
+            # The pool's own check before it hands a connection out: a socket
+            # that reads, or that the server closed while it was parked, is
+            # dropped, and the send reconnects it.
+            if conn.can_read():
+                conn.disconnect()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            conn.disconnect()
+        return conn
+
+    def give_back(self, conn: Any) -> None:
+        """Parks ``conn`` for the next call, or returns it to the pool when enough are parked."""
+        if conn.should_reconnect():  # the server announced maintenance: as pool.release does
+            conn.disconnect()
+        with self.lock:
+            if len(self.idle) < PARK_LIMIT:
+                self.idle.append(conn)
+                return
+        self.pool.release(conn)
+
+    def release_all(self) -> None:
+        """Gives every parked connection back to the pool."""
+        with self.lock:
+            parked, self.idle = self.idle, []
+        if self.pid != os.getpid():
+            return  # a forked child's copies of the parent's connections: the pool has forgotten them
+        for conn in parked:
+            self.pool.release(conn)
+
+    def _forget_parent(self) -> None:
+        # In a forked child: the parked sockets are the parent's. They are
+        # dropped unclosed (the pool's reset does the same), and the pool
+        # hands this process connections of its own.
+        with self.lock:
+            if self.pid != os.getpid():
+                self.idle = []
+                self.pid = os.getpid()
+
+
+_parkings: weakref.WeakKeyDictionary[ConnectionPool, _Parking] = weakref.WeakKeyDictionary()
+_parkings_lock = threading.Lock()
+
+
+def _parking_for(pool: ConnectionPool) -> _Parking:
+    with _parkings_lock:
+        parking = _parkings.get(pool)
+        if parking is None:
+            parking = _parkings[pool] = _Parking(pool)
+        return parking
+
+
+def _may_park(pool: Any) -> bool:
+    """Whether connections can be kept out of ``pool`` without starving or stalling anyone.
+
+    Only redis-py's plain pool (a blocking pool would make other callers
+    wait for a parked connection; a Sentinel pool moves its connections to a
+    new primary), and a large one.
+    """
+    return type(pool) is ConnectionPool and pool.max_connections >= PARK_MIN_POOL_SIZE
 
 
 class PackedCalls:
@@ -49,6 +159,12 @@ class PackedCalls:
         )
         self._pool = pool
         self._client = client
+        self._parking = _parking_for(pool) if self.usable and _may_park(pool) else None
+
+    @property
+    def parks(self) -> bool:
+        """Whether connections are parked between calls (see ``_Parking``)."""
+        return self._parking is not None
 
     def pack(self, *args: Any) -> bytes:
         """One command in the wire protocol, packed in C: strings as UTF-8, numbers as their digits."""
@@ -73,6 +189,25 @@ class PackedCalls:
         return self._on_connection(lambda conn: _send_and_read_all(conn, packed))
 
     def _on_connection(self, work: Callable[[Any], Any]) -> Any:
+        parking = self._parking
+        if parking is None:
+            return self._on_pooled_connection(work)
+        conn = parking.take()
+        try:
+            reply = conn.retry.call_with_retry(lambda: work(conn), lambda _error: conn.disconnect())
+        except ResponseError:  # an error reply, read whole: the connection is clean
+            parking.give_back(conn)
+            raise
+        except BaseException:
+            # Anything else (a timeout, an interrupt) may leave a reply on its
+            # way: that socket must never answer the next call.
+            conn.disconnect()
+            parking.give_back(conn)
+            raise
+        parking.give_back(conn)
+        return reply
+
+    def _on_pooled_connection(self, work: Callable[[Any], Any]) -> Any:
         pool = self._pool
         assert pool is not None, "calls are made only when usable, which needs a pool"
         conn = pool.get_connection()
@@ -93,6 +228,11 @@ class PackedCalls:
         except NoScriptError:
             self._client.script_load(source)
             return self.call(packed)
+
+    def close(self) -> None:
+        """Gives the parked connections of this client's pool back to it (the client stays usable)."""
+        if self._parking is not None:
+            self._parking.release_all()
 
 
 def _send_and_read(conn: Any, packed: bytes) -> Any:

@@ -720,6 +720,8 @@ class QueueService:
             return False
 
     def close(self) -> None:
+        """Closes the client's connections, those parked for the hot calls too (packed_calls.py)."""
+        self._packed.close()
         self.redis.close()
 
     def __enter__(self) -> QueueService:
