@@ -138,6 +138,10 @@ if unreachable_id and #claimed == 0 and #set_aside == 0 and skipped == 0 then
   return redis.error_reply('TRYAGAIN job ' .. unreachable_id ..
     ' cannot be reached on this node: its slot is being moved to another cluster node')
 end
+if #set_aside == 0 and #claimed == 2 then
+  -- A worker's claim of one job: one table, not three (5k server instructions of about 140k).
+  return {skipped, 0, now, claimed[1], claimed[2]}
+end
 local reply = {skipped, #set_aside / 2, now}
 for _, value in ipairs(set_aside) do table.insert(reply, value) end
 for _, value in ipairs(claimed) do table.insert(reply, value) end
