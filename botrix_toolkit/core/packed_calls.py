@@ -159,7 +159,7 @@ class PackedCalls:
         )
         self._pool = pool
         self._client = client
-        self._parking = _parking_for(pool) if self.usable and _may_park(pool) else None
+        self._parking = _parking_for(pool) if self.usable and pool is not None and _may_park(pool) else None
 
     @property
     def parks(self) -> bool:
