@@ -3,6 +3,7 @@ parked connections never shared, leaked or reused dirty."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from uuid import uuid4
@@ -124,7 +125,8 @@ def test_threads_each_use_a_connection_of_their_own_and_leave_at_most_the_limit_
         parked = len(q._packed._parking.idle)
         assert 1 <= parked <= PARK_LIMIT
         assert _in_use(q.redis) == parked  # every other connection went back to the pool
-        assert _connections_named(redis_url, name) <= 8 + 1
+        # at most one per thread at a time, the parked ones, and the main thread's
+        assert _connections_named(redis_url, name) <= 8 + PARK_LIMIT + 1
     finally:
         q.close()
     assert _connections_named(redis_url, name) == 0 and _in_use(q.redis) == 0
@@ -156,9 +158,25 @@ def test_many_short_lived_threads_and_services_on_one_client_leak_no_connection(
         assert len(set(completed)) == 300
         parked = len(QueueService(client, prefix=key_prefix)._packed._parking.idle)
         assert parked <= PARK_LIMIT and _in_use(client) == parked
-        assert _connections_named(redis_url, name) <= 10 + 1
+        assert _connections_named(redis_url, name) <= 10 + PARK_LIMIT + 1
     finally:
         client.close()
+    assert _connections_named(redis_url, name) == 0
+
+
+def test_a_client_dropped_without_close_takes_its_parked_connections_with_it(
+    redis_url: str, key_prefix: str
+) -> None:
+    # The parking is kept per pool without holding the pool: nothing keeps a dropped client alive.
+    name = f"park-{uuid4().hex[:8]}"
+    for round_number in range(5):
+        client = redis.Redis.from_url(redis_url, client_name=name)
+        q = QueueService(client, prefix=key_prefix)
+        q.add_job({"id": f"g{round_number}"})
+        q.complete_job(q.dequeue_job().id)
+        assert q._packed._parking.idle
+        del q, client
+        gc.collect()
     assert _connections_named(redis_url, name) == 0
 
 

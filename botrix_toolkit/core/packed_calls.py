@@ -63,25 +63,26 @@ class _Parking:
     used again, as the pool's own do. The parking belongs to the pool, not to
     a ``QueueService``: services made and dropped by the hundred on one
     client (a dashboard's reruns, short-lived threads) share it and leave no
-    connection behind.
+    connection behind. It holds no reference to its pool (each call passes
+    it): a client dropped without ``close()`` takes its parked connections
+    with it when it is collected, as it takes the pool's own.
     """
 
-    __slots__ = ("idle", "lock", "pid", "pool", "__weakref__")
+    __slots__ = ("idle", "lock", "pid")
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self) -> None:
         self.idle: list[Any] = []
         self.lock = threading.Lock()
         self.pid = os.getpid()
 
-    def take(self) -> Any:
-        """A parked connection, or a fresh one from the pool."""
+    def take(self, pool: ConnectionPool) -> Any:
+        """A parked connection, or a fresh one from ``pool``."""
         if self.pid != os.getpid():
             self._forget_parent()
         try:
             conn = self.idle.pop()
         except IndexError:
-            return self.pool.get_connection()
+            return pool.get_connection()
         try:
             # The pool's own check before it hands a connection out: a socket
             # that reads, or that the server closed while it was parked, is
@@ -92,7 +93,7 @@ class _Parking:
             conn.disconnect()
         return conn
 
-    def give_back(self, conn: Any) -> None:
+    def give_back(self, pool: ConnectionPool, conn: Any) -> None:
         """Parks ``conn`` for the next call, or returns it to the pool when enough are parked."""
         if conn.should_reconnect():  # the server announced maintenance: as pool.release does
             conn.disconnect()
@@ -100,16 +101,16 @@ class _Parking:
             if len(self.idle) < PARK_LIMIT:
                 self.idle.append(conn)
                 return
-        self.pool.release(conn)
+        pool.release(conn)
 
-    def release_all(self) -> None:
+    def release_all(self, pool: ConnectionPool) -> None:
         """Gives every parked connection back to the pool."""
         with self.lock:
             parked, self.idle = self.idle, []
         if self.pid != os.getpid():
             return  # a forked child's copies of the parent's connections: the pool has forgotten them
         for conn in parked:
-            self.pool.release(conn)
+            pool.release(conn)
 
     def _forget_parent(self) -> None:
         # In a forked child: the parked sockets are the parent's. They are
@@ -129,7 +130,7 @@ def _parking_for(pool: ConnectionPool) -> _Parking:
     with _parkings_lock:
         parking = _parkings.get(pool)
         if parking is None:
-            parking = _parkings[pool] = _Parking(pool)
+            parking = _parkings[pool] = _Parking()
         return parking
 
 
@@ -192,19 +193,21 @@ class PackedCalls:
         parking = self._parking
         if parking is None:
             return self._on_pooled_connection(work)
-        conn = parking.take()
+        pool = self._pool
+        assert pool is not None, "a parking is made only for a client with a pool"
+        conn = parking.take(pool)
         try:
             reply = conn.retry.call_with_retry(lambda: work(conn), lambda _error: conn.disconnect())
         except ResponseError:  # an error reply, read whole: the connection is clean
-            parking.give_back(conn)
+            parking.give_back(pool, conn)
             raise
         except BaseException:
             # Anything else (a timeout, an interrupt) may leave a reply on its
             # way: that socket must never answer the next call.
             conn.disconnect()
-            parking.give_back(conn)
+            parking.give_back(pool, conn)
             raise
-        parking.give_back(conn)
+        parking.give_back(pool, conn)
         return reply
 
     def _on_pooled_connection(self, work: Callable[[Any], Any]) -> Any:
@@ -231,8 +234,8 @@ class PackedCalls:
 
     def close(self) -> None:
         """Gives the parked connections of this client's pool back to it (the client stays usable)."""
-        if self._parking is not None:
-            self._parking.release_all()
+        if self._parking is not None and self._pool is not None:
+            self._parking.release_all(self._pool)
 
 
 def _send_and_read(conn: Any, packed: bytes) -> Any:
