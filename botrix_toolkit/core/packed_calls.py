@@ -26,7 +26,8 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from redis.connection import ConnectionPool
@@ -190,39 +191,57 @@ class PackedCalls:
         return self._on_connection(lambda conn: _send_and_read_all(conn, packed))
 
     def _on_connection(self, work: Callable[[Any], Any]) -> Any:
-        parking = self._parking
-        if parking is None:
-            return self._on_pooled_connection(work)
-        pool = self._pool
-        assert pool is not None, "a parking is made only for a client with a pool"
-        conn = parking.take(pool)
+        # connection()'s rules, without a generator per hot call
+        conn = self._take()
         try:
             reply = conn.retry.call_with_retry(lambda: work(conn), lambda _error: conn.disconnect())
         except ResponseError:  # an error reply, read whole: the connection is clean
-            parking.give_back(pool, conn)
+            self._give_back(conn)
             raise
         except BaseException:
-            # Anything else (a timeout, an interrupt) may leave a reply on its
-            # way: that socket must never answer the next call.
             conn.disconnect()
-            parking.give_back(pool, conn)
+            self._give_back(conn)
             raise
-        parking.give_back(pool, conn)
+        self._give_back(conn)
         return reply
 
-    def _on_pooled_connection(self, work: Callable[[Any], Any]) -> Any:
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection of the client's pool (a parked one when there is one), held for the block.
+
+        An error reply leaves the connection clean; anything else raised in
+        the block (a timeout, an interrupt, a generator closed early) may
+        leave a reply on its way, so the connection is dropped before it goes
+        back: that socket never answers the next caller.
+        """
+        conn = self._take()
+        try:
+            yield conn
+        except ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._give_back(conn)
+
+    def _take(self) -> Any:
         pool = self._pool
         assert pool is not None, "calls are made only when usable, which needs a pool"
-        conn = pool.get_connection()
+        return self._parking.take(pool) if self._parking is not None else pool.get_connection()
+
+    def _give_back(self, conn: Any) -> None:
+        pool = self._pool
+        assert pool is not None, "calls are made only when usable, which needs a pool"
+        if self._parking is not None:
+            self._parking.give_back(pool, conn)
+            return
         try:
-            return conn.retry.call_with_retry(lambda: work(conn), lambda _error: conn.disconnect())
+            if conn.should_reconnect():  # the server announced maintenance: as execute_command does
+                conn.disconnect()
+                conn.connect()
         finally:
-            try:
-                if conn.should_reconnect():
-                    conn.disconnect()
-                    conn.connect()
-            finally:
-                pool.release(conn)
+            pool.release(conn)
 
     def evalsha(self, packed: bytes, source: str) -> Any:
         """``call`` of a packed EVALSHA; a server without the script (``source``) loads it, then runs it."""
