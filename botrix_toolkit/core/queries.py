@@ -9,17 +9,18 @@ MGET reads tens of thousands.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.client import Pipeline
 
-from botrix_toolkit.core.clients import RAW, RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
+from botrix_toolkit.core.clients import RedisClient, mget_raw, smembers_raw, zrange_with_scores_raw
 from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.core.node_pipelines import PipelineCommand, run_on_queue_node
-from botrix_toolkit.core.packed_calls import PackedCalls
+from botrix_toolkit.core.read_ahead import round_trips
 from botrix_toolkit.core.scripting import Scripts
 
 READ_CHUNK = 10_000
@@ -65,64 +66,99 @@ class QueueEntries:
 
 
 def iter_queue_entries(
-    client: RedisClient, keys: QueueKeys, limit: int | None = None, chunk: int = READ_CHUNK
+    client: RedisClient, keys: QueueKeys, limit: int | None = None, chunk: int = READ_CHUNK,
+    *, with_scores: bool = True,
 ) -> Iterator[QueueEntries]:
     """The queue from its head, ``chunk`` ids at a time, with data and status.
 
-    One round trip per chunk: the MGETs of this chunk's data and status keys
-    and the ZRANGE of the next chunk go in one pipeline. A job dequeued
-    meanwhile may shift the ranks of the next chunk: the result is a snapshot
-    per chunk, not of the whole queue.
+    One round trip per chunk: the MGETs of a chunk's data and status keys
+    and the ZRANGE of the chunk two further on. The ids run two chunks ahead
+    so that the next round trip is always sent before the last reply is
+    read (``read_ahead``): the server answers one while the client parses
+    the other. A job dequeued meanwhile may shift the ranks of later chunks:
+    the result is a snapshot per chunk, not of the whole queue.
+    ``with_scores=False`` leaves ``raw_scores`` empty, for readers that take
+    the priority from the job data.
     """
-
-    def zrange(first: int) -> tuple[Any, ...]:
-        last = first + chunk - 1 if limit is None else min(first + chunk, limit) - 1
-        return ("ZRANGE", keys.queue, first, last, "WITHSCORES")  # flat raw reply, split by slicing
-
     if limit is not None and limit <= 0:
         return
-    read = _chunk_reader(client, keys)
     # Keys are built from the members' bytes: no decoding and encoding per id.
     data_prefix, status_prefix = keys.data_prefix.encode(), keys.status_prefix.encode()
-    start = 0
-    (reply,) = read([zrange(0)])
-    members, scores = _members_and_scores(reply)
-    while members:
-        following = start + len(members)
-        more = len(members) == chunk and (limit is None or following < limit)
-        commands = [("MGET", *[data_prefix + member for member in members]),
-                    ("MGET", *[status_prefix + member for member in members])]
-        if more:
-            commands.append(zrange(following))
-        data, status, *after = read(commands)
-        yield QueueEntries(start, members, data, status, scores)
-        members, scores = _members_and_scores(after[0]) if more else ([], [])
-        start = following
+    ranges = _ChunkRanges(keys.queue, chunk, limit, with_scores)
+    known: deque[_ChunkIds] = deque()  # ids whose data is not asked for yet
+    in_flight: deque[tuple[_ChunkIds | None, int | None]] = deque()  # each request's chunk and range
+    with round_trips(client, keys) as trips:
+
+        def send_next() -> None:
+            # the data of the oldest chunk of known ids, and the next range of ids
+            commands: list[tuple[Any, ...]] = []
+            ids = known.popleft() if known else None
+            if ids is not None:
+                commands += [("MGET", *[data_prefix + member for member in ids.members]),
+                             ("MGET", *[status_prefix + member for member in ids.members])]
+            first = ranges.next_first()
+            if first is not None:
+                commands.append(ranges.command(first))
+            if commands:
+                trips.send(commands)
+                in_flight.append((ids, first))
+
+        send_next()
+        send_next()
+        while in_flight:
+            ids, first = in_flight.popleft()
+            replies = trips.receive()
+            if first is not None:
+                members, scores = _members_and_scores(replies[-1], with_scores)
+                if ranges.took(first, len(members)) and members:
+                    known.append(_ChunkIds(first, members, scores))
+            send_next()  # before the reply just read is handed out: the server works meanwhile
+            if ids is not None:
+                yield QueueEntries(ids.first_rank, ids.members, replies[0], replies[1], ids.scores)
 
 
-def _chunk_reader(client: RedisClient, keys: QueueKeys) -> Callable[[list[tuple[Any, ...]]], list[Any]]:
-    """Sends read commands (argument tuples) in one round trip; their raw replies.
-
-    On a plain client the commands are packed in C and sent on a pooled
-    connection (``PackedCalls``): redis-py's pipeline spends more time on the
-    twenty thousand keys of a chunk, one by one in Python, than the server
-    spends answering. Other clients (a cluster) keep ``run_on_queue_node``.
-    """
-    calls = PackedCalls(client)
-    if calls.usable:
-        return lambda commands: calls.call_many([calls.pack(*command) for command in commands])
-
-    def pipelined(commands: list[tuple[Any, ...]]) -> list[Any]:
-        return run_on_queue_node(client, keys, [partial(_raw_command, args=command) for command in commands])
-
-    return pipelined
+class _ChunkIds(NamedTuple):
+    first_rank: int
+    members: list[bytes]
+    scores: list[bytes | float]
 
 
-def _raw_command(pipe: Pipeline, args: tuple[Any, ...]) -> None:
-    pipe.execute_command(*args, **RAW)
+class _ChunkRanges:
+    """The ZRANGEs of a queue read from its head, chunk by chunk, up to a limit or a short range."""
+
+    def __init__(self, queue: str, chunk: int, limit: int | None, with_scores: bool) -> None:
+        self._queue, self._chunk, self._limit = queue, chunk, limit
+        self._scores = ("WITHSCORES",) if with_scores else ()  # a flat raw reply, split by slicing
+        self._following = 0
+        self._ended = False
+
+    def next_first(self) -> int | None:
+        """The first rank of the next range to ask for, None when there is none."""
+        first = self._following
+        if self._ended or (self._limit is not None and first >= self._limit):
+            return None
+        self._following += self._chunk
+        return first
+
+    def command(self, first: int) -> tuple[Any, ...]:
+        return ("ZRANGE", self._queue, first, self._last(first), *self._scores)
+
+    def took(self, first: int, count: int) -> bool:
+        """Records a range's reply; False for one asked beyond the end (to be dropped)."""
+        if self._ended:
+            return False
+        if count < self._last(first) - first + 1:
+            self._ended = True
+        return True
+
+    def _last(self, first: int) -> int:
+        last = first + self._chunk - 1
+        return last if self._limit is None else min(last, self._limit - 1)
 
 
-def _members_and_scores(reply: list) -> tuple[list[bytes], list[bytes | float]]:
+def _members_and_scores(reply: list, with_scores: bool) -> tuple[list[bytes], list[bytes | float]]:
+    if not with_scores:
+        return reply, []
     if reply and isinstance(reply[0], list):  # RESP3: [member, score] pairs
         return [pair[0] for pair in reply], [pair[1] for pair in reply]
     return reply[::2], reply[1::2]

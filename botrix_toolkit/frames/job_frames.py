@@ -99,7 +99,7 @@ def pending_jobs_frame(
     # and the socket reads both run without the GIL.
     with q.errors_for(q.keys.queue), ThreadPoolExecutor(1, thread_name_prefix="botrix-frame") as parser:
         parsing: Future[JobColumns] | None = None
-        for entries in queries.iter_queue_entries(q.redis, q.keys, limit):
+        for entries in queries.iter_queue_entries(q.redis, q.keys, limit, with_scores=False):
             chunk = parser.submit(_pending_chunk, entries, secrets, counts, exact)
             if parsing is not None:
                 parts.append(parsing.result())
