@@ -196,11 +196,14 @@ class QueueService:
         if total == 1 and progress is None:
             # One job, one round trip: the common add_job, kept short.
             job_id, body, priority = prepared[0]
+            add = self._scripts.add_jobs
+            job_keys = (keys.queue, keys.sequence, keys.data(job_id), keys.status(job_id))
+            job_args = (self.ttl, keys.updates, int(time.time()), job_id, body, priority)
             with self.errors_for(keys.queue, keys.sequence):
-                self._scripts.add_jobs(
-                    keys=(keys.queue, keys.sequence, keys.data(job_id), keys.status(job_id)),
-                    args=(self.ttl, keys.updates, int(time.time()), job_id, body, priority),
-                )
+                if self._packed.usable:  # pre-packed, as the hot calls of a worker (packed_calls.py)
+                    self._packed.evalsha(packed_evalsha(self._packed, add.sha, job_keys, job_args), add.script)
+                else:
+                    add(keys=job_keys, args=job_args)
             return
         per_round_trip = ADD_BATCH * ADD_CALLS_PER_ROUND_TRIP
         with self.errors_for(keys.queue, keys.sequence):
