@@ -21,6 +21,7 @@ from botrix_toolkit.frames.event_frames import parse_event_messages
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.frames.history import RecordedEvents, open_dataset
 from botrix_toolkit.frames.history_dataset import read_rollups
+from botrix_toolkit.monitor import maintenance
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
 from botrix_toolkit.monitor.event_tables import event_tables
 from botrix_toolkit.monitor.maintenance import apply_retention, compact, partitions
@@ -154,6 +155,59 @@ def test_compaction_keeps_every_row_in_order_in_one_file_per_hour(tmp_path: Path
     pdt.assert_frame_equal(after, before)
     # An hour still open is left alone.
     assert compact(tmp_path, start + timedelta(minutes=30), timedelta(minutes=2), threading.Lock()) == []
+
+
+def test_the_open_days_rollups_are_merged_hour_by_hour_every_row_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rollup file a minute since midnight, as the monitor leaves them, up to 02:30.
+    writer = DatasetWriter(tmp_path)
+    midnight = pd.Timestamp("2026-11-29T00:00", tz="UTC")
+    for minute in range(150):
+        at = (midnight + pd.Timedelta(minutes=minute)).value // 1000
+        writer.append("rollup_counts", PREFIX, pa.table({
+            "minute": [at, at], "event": ["job_added", "job_completed"], "priority": [1, 1], "count": [minute, 2],
+        }).cast(TABLES["rollup_counts"][0]))
+    before = read_rollups(tmp_path, "counts").sort_values(["minute", "event"], ignore_index=True)
+    [today] = partitions(tmp_path, "rollup_counts")
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:  # the dashboard reading today's rollups while they are merged
+        while not stop.is_set():
+            try:
+                seen.append(len(read_rollups(tmp_path, "counts")))
+            except FileNotFoundError:
+                pass  # listed then merged away: read again, as any scanner of a live folder
+
+    listed_at_swap: list[int] = []
+    exchange = maintenance._exchange
+
+    def exchange_seen_by_a_reader(staging: Path, live: Path) -> bool:
+        listed_at_swap.append(len(list(live.glob("*.parquet"))))  # the last listing before the swap
+        return exchange(staging, live)
+
+    monkeypatch.setattr(maintenance, "_exchange", exchange_seen_by_a_reader)
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        at_0230 = compact(tmp_path, datetime(2026, 11, 29, 2, 30, tzinfo=UTC), timedelta(minutes=2),
+                          threading.Lock())
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and set(seen) == {300}  # never a row missing nor twice
+    assert listed_at_swap == [150]  # the files not merged stay listed until the folders swap
+    # Hours 00 and 01 are one file; the 30 minutes of the open hour stay as they were.
+    assert [(files, rows) for _, files, rows in at_0230] == [(120, 240)]
+    assert len(list(today.path.glob("*.parquet"))) == 31
+    at_0301 = compact(tmp_path, datetime(2026, 11, 29, 3, 1, tzinfo=UTC), timedelta(minutes=2), threading.Lock())
+    assert at_0301 == []  # 02:00-03:00 has not settled yet
+    at_0303 = compact(tmp_path, datetime(2026, 11, 29, 3, 3, tzinfo=UTC), timedelta(minutes=2), threading.Lock())
+    assert [(files, rows) for _, files, rows in at_0303] == [(31, 300)]
+    assert len(list(today.path.glob("*.parquet"))) == 1
+    after = read_rollups(tmp_path, "counts").sort_values(["minute", "event"], ignore_index=True)
+    pdt.assert_frame_equal(after, before)
 
 
 def test_retention_deletes_partitions_older_than_retain_and_keeps_the_rest(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 ``run_history_view_benchmark(events)`` builds a synthetic history folder as
 ``botrix monitor`` leaves it after a week at a steady, daily-varying rate:
 the per-minute rollups of every minute (written directly with pyarrow,
-vectorised: no Python object per event), one compacted file per closed day
-and one file per minute for today (as the monitor writes them until the day
-closes; the week ends at 23:59 UTC, so today has the most such files), plus
-the raw events of the last ``raw_hours`` hours, generated as whole job lives
-and rolled up by the monitor's own ``RollupBuilder``, so those minutes agree
-with their events. Then it times the data step of the 7-day view
+vectorised: no Python object per event), one file per minute as the monitor
+writes them, plus the raw events of the last ``raw_hours`` hours, generated
+as whole job lives and rolled up by the monitor's own ``RollupBuilder``, so
+those minutes agree with their events; then the monitor's own compaction
+runs, leaving one file per closed day and, for today, one file for its
+closed hours and a file a minute for the last hour (the week ends at 23:59
+UTC, so today has the most rows). Then it times the data step of the 7-day view
 (``frames.history_view.activity_range``, with the last minutes as the live
 recorder's events): the first run reads every file (cold), the later ones
 what a dashboard refresh reads (each rollup file is read once per process).
@@ -24,6 +25,7 @@ import argparse
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,9 @@ import pyarrow.compute as pc
 from botrix_toolkit.frames import history_view
 from botrix_toolkit.frames.dataset_layout import EVENTS_SCHEMA, ROLLUP_COUNTS_SCHEMA, ROLLUP_LATENCY_SCHEMA
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
+from botrix_toolkit.monitor.maintenance import compact
 from botrix_toolkit.monitor.rollups import RollupBuilder
+from botrix_toolkit.monitor.service import COMPACT_AFTER
 
 TARGET_MS = 500.0
 PREFIX = "botrix:bench-history"
@@ -193,10 +197,9 @@ def build_history(folder: Path, events: int, now: pd.Timestamp, raw_hours: int =
     today_us = end_minute.floor("D").value // 1000
     minute_col = counts.column("minute").cast(pa.int64()).to_numpy()
     latency_minutes = latency.column("minute").cast(pa.int64()).to_numpy()
-    # Closed days: one file each, as compaction leaves them.
+    # Closed days in one go (compaction leaves them one file each); today a file per minute, as written.
     writer.append("rollup_counts", PREFIX, counts.filter(pa.array(minute_col < today_us)))
     writer.append("rollup_latency", PREFIX, latency.filter(pa.array(latency_minutes < today_us)))
-    # Today: one file per minute, as the monitor writes them until the day is compacted.
     today_counts = counts.filter(pa.array(minute_col >= today_us))
     today_latency = latency.filter(pa.array(latency_minutes >= today_us))
     _append_per_minute(writer, today_counts, today_latency)
@@ -216,6 +219,7 @@ def build_history(folder: Path, events: int, now: pd.Timestamp, raw_hours: int =
     for column in ("received_at", "timestamp"):
         live[column] = live[column].astype("datetime64[ns, UTC]")
     writer.write_state(PREFIX, {"covered_until_ns": int(stored_until.value)})
+    compact(folder, now.to_pydatetime(), COMPACT_AFTER, threading.Lock())  # what the running monitor has done
     return {"events": int(totals[:-raw_minutes].sum()) + raw.num_rows, "raw_events": raw.num_rows,
             "rollup_rows": counts.num_rows + raw_counts.num_rows, "live": live, "live_since": live_since,
             "stored_until": stored_until}
@@ -236,7 +240,7 @@ def run_history_view_benchmark(events: int = 100_000_000, runs: int = 7, folder:
     """Build the history (in a temporary folder unless ``folder``), time the 7-day view ``runs`` times.
 
     ``now``: where the week ends (default: 23:59 UTC today, when today's
-    rollups are 1,439 one-minute files, the most before compaction).
+    partition holds the most rows).
     """
     root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="botrix-history-bench-"))
     try:

@@ -119,5 +119,11 @@ def part_name(first_us: int, tag: str) -> str:
     return f"part-{max(first_us, 0):017d}-{tag}{PART_SUFFIX}"
 
 
+def first_row_us(name: str) -> int | None:
+    """The time of a data file's first row, as ``part_name`` wrote it; None for any other name."""
+    digits = name.removeprefix("part-")[:17]
+    return int(digits) if name.startswith("part-") and digits.isdigit() and len(digits) == 17 else None
+
+
 def state_path(root: Path, prefix: str) -> Path:
     return root / STATE / f"{encode_prefix(prefix)}.json"

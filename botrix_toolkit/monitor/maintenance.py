@@ -1,7 +1,10 @@
 """Compaction and retention of the history folder, each change atomic for readers.
 
 Compaction merges the many small files of a closed partition (an hour of
-events, a day of gaps or rollups) into one, keeping every row in order. The
+events, a day of gaps or rollups) into one, keeping every row in order; the
+day still open of gaps and rollups has the files of its closed hours merged
+as each hour closes, so today stays one file and the last hour's minutes,
+not a file per minute since midnight. The
 merged file is written in a staging folder beside a copy of the partition's
 layout, and the two folders are swapped with one ``renameat2(RENAME_EXCHANGE)``
 (Linux): a reader listing the partition sees either all the small files or
@@ -28,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from botrix_toolkit.frames.dataset_layout import PART_SUFFIX, STAGING, TABLES, part_name
+from botrix_toolkit.frames.dataset_layout import PART_SUFFIX, STAGING, TABLES, first_row_us, part_name
 from botrix_toolkit.monitor.dataset_writer import COMPRESSION, fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -91,13 +94,20 @@ def _exchange(a: Path, b: Path) -> bool:
     return False
 
 
-def compact_partition(root: Path, partition: Partition, lock: threading.Lock) -> tuple[int, int] | None:
+def compact_partition(
+    root: Path, partition: Partition, lock: threading.Lock, before: datetime | None = None
+) -> tuple[int, int] | None:
     """Merge a partition's files into one. Returns (files merged, rows), or None if nothing to do.
 
-    ``lock`` is the writer's: held only for the swap, so new files that
-    arrived meanwhile are moved into the merged folder, never lost.
+    ``before``: merge only the files whose first row is older (by their
+    names), leaving the rest as they are. ``lock`` is the writer's: held only
+    for the swap, so new files that arrived meanwhile are moved into the
+    merged folder, never lost.
     """
     files = sorted(partition.path.glob(f"*{PART_SUFFIX}"))
+    if before is not None:
+        before_us = int(before.timestamp() * 1_000_000)
+        files = [f for f in files if (first := first_row_us(f.name)) is not None and first < before_us]
     if len(files) < 2:
         return None
     schema, _ = TABLES[partition.table]
@@ -134,9 +144,9 @@ def compact_partition(root: Path, partition: Partition, lock: threading.Lock) ->
         raise RuntimeError(f"compaction of {partition.path}: wrote {written} rows of {rows}")
     with lock:
         merged_names = {f.name for f in files}
-        for late in partition.path.glob(f"*{PART_SUFFIX}"):
-            if late.name not in merged_names:
-                os.replace(late, staging / late.name)  # arrived while merging: keep it
+        for kept in partition.path.glob(f"*{PART_SUFFIX}"):
+            if kept.name not in merged_names:  # not merged, or arrived while merging: kept
+                _link_or_move(kept, staging / kept.name)
         if _exchange(staging, partition.path):
             fsync_dir(partition.path.parent)
             old = staging  # now holds the small files
@@ -150,14 +160,30 @@ def compact_partition(root: Path, partition: Partition, lock: threading.Lock) ->
     return len(files), rows
 
 
+def _link_or_move(source: Path, target: Path) -> None:
+    # A hard link leaves the file listed where it is until the folders swap: a
+    # reader meanwhile still sees every row. Moved where links are refused.
+    try:
+        os.link(source, target)
+    except OSError:
+        os.replace(source, target)
+
+
 def compact(root: Path, now: datetime, settle: timedelta, lock: threading.Lock) -> list[tuple[Path, int, int]]:
-    """Compact every partition that ended more than ``settle`` ago. Returns (path, files, rows) per merge."""
+    """Compact every partition that ended more than ``settle`` ago, and the closed hours of open days.
+
+    Returns (path, files, rows) per merge.
+    """
     done = []
-    for table in TABLES:
+    closed_hours_end = (now - settle).replace(minute=0, second=0, microsecond=0)
+    for table, (_, hourly) in TABLES.items():
         for partition in partitions(root, table):
-            if partition.end + settle > now:
+            if partition.end + settle <= now:
+                result = compact_partition(root, partition, lock)
+            elif not hourly and partition.start < closed_hours_end:
+                result = compact_partition(root, partition, lock, before=closed_hours_end)
+            else:
                 continue
-            result = compact_partition(root, partition, lock)
             if result is not None:
                 done.append((partition.path, *result))
     return done

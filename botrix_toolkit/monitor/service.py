@@ -45,6 +45,9 @@ from botrix_toolkit.monitor.rollups import RollupBuilder
 
 logger = logging.getLogger(__name__)
 
+# A partition is compacted this long after it ends: writes for it may still be on their way.
+COMPACT_AFTER = timedelta(minutes=2)
+
 Observer = Callable[[str, pd.DataFrame], None]
 
 _US_PER_MINUTE = 60_000_000
@@ -80,7 +83,7 @@ class MonitorService:
         flush_s: float = 1.0,
         retain: timedelta | None = None,
         maintenance_s: float = 60.0,
-        compact_after: timedelta = timedelta(minutes=2),
+        compact_after: timedelta = COMPACT_AFTER,
         recorder_maxlen: int = 20_000_000,
         observers: Iterable[Observer] = (),
     ) -> None:
