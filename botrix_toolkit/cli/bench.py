@@ -128,7 +128,8 @@ def history_view_table(result: HistoryViewBenchmark) -> Table:
     figures = sorted(result.figures_ms)[len(result.figures_ms) // 2]
     table.add_row("the three figures", f"{figures:,.0f} ms", "", "")
     table.caption = (f"events the view counted: {result.view_events:,} of {result.events:,}; "
-                     "today's rollups are 1,439 one-minute files (the week ends at 23:59 UTC)")
+                     "the files as the monitor leaves them at 23:59 UTC: one per closed day, today's "
+                     "closed hours in one, the last hour a file a minute")
     return table
 
 
