@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -17,7 +18,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from botrix_toolkit.core.errors import CorruptJobError, InvalidInputError
-from botrix_toolkit.core.models import GO_ZERO_TIME, Job, JobStatus, Priority
+from botrix_toolkit.core.models import GO_ZERO_TIME, Job, JobStatus, Priority, new_job_id
 from tests.go_json import OMIT_EMPTY, assert_go_decodable
 
 
@@ -424,3 +425,13 @@ def test_the_fast_encoder_writes_the_same_bytes_as_job_to_json(given_job: dict[s
         slow.stamp_times(datetime.fromisoformat(json.loads(fast[1])[unset[0]]))
     assert fast[1].encode("utf-8") == slow.to_json().encode("utf-8")
     assert (fast[0], fast[2]) == (slow.id, slow.priority)
+
+
+def test_new_job_ids_are_uuid4s_spelled_as_uuid_spells_them() -> None:
+    ids = [new_job_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, job_id)
+    # every variant digit appears: the two low bits of the random digit are kept
+    assert {job_id[19] for job_id in ids} == set("89ab")
