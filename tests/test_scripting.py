@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from botrix_toolkit.core.errors import BotrixError, ScriptAssemblyError
+from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.core.scripting import (
     PRELUDE,
     SCRIPT_NAMES,
@@ -152,3 +153,16 @@ def test_an_unknown_include_is_refused_naming_the_file() -> None:
 def test_a_malformed_include_is_refused_with_its_line(text: str, problem: str) -> None:
     with pytest.raises(ScriptAssemblyError, match=problem):
         parse_fragment("mine.lua", lines_of(text))
+
+
+def test_a_script_error_names_its_file_and_line_on_the_packed_path_too(queue: QueueService) -> None:
+    # The claim of test_an_error_in_a_script_names_its_file_and_line, sent pre-packed as the queue sends scripts.
+    keys = queue.keys
+    script_keys = [keys.queue, keys.processing, keys.leases]
+    args = [keys.data_prefix, keys.status_prefix, "many", 60, keys.updates, 10]
+    assert queue._packed.usable
+    with pytest.raises(BotrixError) as raised, translated_errors("the test server", script_keys):
+        queue._call_script(queue._scripts.claim_jobs, script_keys, args)
+    line = file_line("claim_jobs.lua", "while #claimed < 2 * wanted")
+    assert f"claim_jobs.lua:{line}:" in str(raised.value)
+    assert "user_script" not in str(raised.value)

@@ -255,10 +255,13 @@ class LuaScript:
                 target.script_load(self.script)
                 return target.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, **options)
         except redis.exceptions.ResponseError as error:
-            # The same error, with its lines in our files (Valkey's message names no SHA to find them by).
-            if error.args and isinstance(error.args[0], str):
-                error.args = (with_script_lines(error.args[0], self._assembled), *error.args[1:])
+            self.name_lines(error)
             raise
+
+    def name_lines(self, error: redis.exceptions.ResponseError) -> None:
+        """Rewrites an error of this script to name its lines in our files (Valkey's names no SHA to find them by)."""
+        if error.args and isinstance(error.args[0], str):
+            error.args = (with_script_lines(error.args[0], self._assembled), *error.args[1:])
 
 
 class Scripts:
