@@ -293,3 +293,11 @@ def test_blocking_and_small_pools_park_nothing_and_never_wait_on_a_parked_connec
     finally:
         blocking.close()
         small.close()
+
+
+def test_a_bulk_add_after_a_script_flush_adds_every_job_once(queue: QueueService) -> None:
+    queue.redis.script_flush()  # a restarted server: every call of the round trip is refused, then sent again
+    ids = queue.add_jobs({"id": f"b{i:03d}", "priority": i % 3} for i in range(250))  # three script calls
+    assert queue.redis.zcard(queue.keys.queue) == 250
+    assert sorted(job.id for job in queue.get_pending_jobs()) == sorted(ids)
+    assert int(queue.redis.get(queue.keys.sequence)) == 250  # each job placed once

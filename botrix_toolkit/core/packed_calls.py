@@ -181,14 +181,16 @@ class PackedCalls:
         """
         return self._on_connection(lambda conn: _send_and_read(conn, packed))
 
-    def call_many(self, packed: Sequence[bytes]) -> list[Any]:
+    def call_many(self, packed: Sequence[bytes], *, raise_errors: bool = True) -> list[Any]:
         """The replies to ``packed`` commands, sent in one write: a pipeline
-        without redis-py's Python work per argument, for reads of thousands
-        of keys. Every reply is read before the first error reply is raised,
-        so the connection goes back clean. Retried as ``call``: use it for
-        commands that can safely run twice (reads).
+        without redis-py's Python work per argument. Every reply is read
+        before the first error reply is raised, so the connection goes back
+        clean; with ``raise_errors=False`` each error reply stays in its
+        place in the list instead. Retried as ``call``: replies lost with
+        the connection send the whole batch again, as a redis-py pipeline
+        does (at-least-once for writes).
         """
-        return self._on_connection(lambda conn: _send_and_read_all(conn, packed))
+        return self._on_connection(lambda conn: _send_and_read_all(conn, packed, raise_errors))
 
     def _on_connection(self, work: Callable[[Any], Any]) -> Any:
         # connection()'s rules, without a generator per hot call
@@ -262,7 +264,7 @@ def _send_and_read(conn: Any, packed: bytes) -> Any:
     return conn.read_response(disable_decoding=True)  # raw bytes, as the toolkit reads every reply
 
 
-def _send_and_read_all(conn: Any, packed: Sequence[bytes]) -> list[Any]:
+def _send_and_read_all(conn: Any, packed: Sequence[bytes], raise_errors: bool) -> list[Any]:
     conn.send_packed_command(packed)
     replies: list[Any] = []
     error: ResponseError | None = None
@@ -272,7 +274,7 @@ def _send_and_read_all(conn: Any, packed: Sequence[bytes]) -> list[Any]:
         except ResponseError as exc:  # the replies after it are still to be read
             error = error or exc
             replies.append(exc)
-    if error is not None:
+    if error is not None and raise_errors:
         raise error
     return replies
 

@@ -218,7 +218,7 @@ class QueueService:
                 if len(calls) == 1:
                     self._call_script(self._scripts.add_jobs, *calls[0])  # one call: no pipeline needed
                 else:
-                    run_on_queue_node(self.redis, keys, [partial(self._scripts.add_jobs, k, a) for k, a in calls])
+                    self._call_script_many(self._scripts.add_jobs, calls)
                 if progress is not None:
                     progress(min(start + per_round_trip, total), total)
 
@@ -235,6 +235,28 @@ class QueueService:
         except redis.ResponseError as error:
             script.name_lines(error)
             raise
+
+    def _call_script_many(self, script: LuaScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        """The raw replies of several calls of one script, (keys, args) each, in one round trip.
+
+        Pre-packed on a plain client, as ``_call_script``; a call the server
+        refused for want of the script (flushed, restarted) is sent again,
+        alone, once it is loaded: the calls that ran are never sent twice.
+        """
+        if not self._packed.usable:
+            return run_on_queue_node(self.redis, self.keys, [partial(script, k, a) for k, a in calls])
+        packed = [packed_evalsha(self._packed, script.sha, k, a) for k, a in calls]
+        replies = self._packed.call_many(packed, raise_errors=False)
+        unknown = [index for index, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
+        if unknown:
+            self.redis.script_load(script.script)
+            for index, reply in zip(unknown, self._packed.call_many([packed[i] for i in unknown], raise_errors=False)):
+                replies[index] = reply
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                script.name_lines(reply)
+                raise reply
+        return replies
 
     # -- taking and finishing --------------------------------------------
     def dequeue_job(self) -> Job | None:
