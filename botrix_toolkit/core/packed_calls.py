@@ -1,4 +1,8 @@
-"""A worker's hot calls sent pre-packed on redis-py's own pooled connections.
+"""Script calls and long reads sent pre-packed on redis-py's own pooled connections.
+
+Made for a worker's hot calls, and used as well by the queue's other script
+calls (a batch's thousand arguments are packed in C) and by long reads
+(``read_ahead``, on a connection held with ``connection()``).
 
 Claiming one job and finishing one are a round trip each, and at tens of
 thousands a second redis-py's ``execute_command`` costs more client time than

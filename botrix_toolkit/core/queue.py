@@ -239,9 +239,10 @@ class QueueService:
     def _call_script_many(self, script: LuaScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """The raw replies of several calls of one script, (keys, args) each, in one round trip.
 
-        Pre-packed on a plain client, as ``_call_script``; a call the server
-        refused for want of the script (flushed, restarted) is sent again,
-        alone, once it is loaded: the calls that ran are never sent twice.
+        Pre-packed on a plain client, as ``_call_script``; the calls the
+        server refused for want of the script (flushed, restarted) are sent
+        again once it is loaded, and only those: a call that ran is not
+        repeated for it.
         """
         if not self._packed.usable:
             return run_on_queue_node(self.redis, self.keys, [partial(script, k, a) for k, a in calls])
