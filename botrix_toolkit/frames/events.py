@@ -42,7 +42,7 @@ from botrix_toolkit.core.keys import DEFAULT_PREFIX, QueueKeys
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.frames.event_frames import ParsedEvents, gaps_frame_from, parse_event_messages
 from botrix_toolkit.frames.history import RecordedEvents, gap_records, summary_html
-from botrix_toolkit.frames.reply_stream import MESSAGE_MARKER, ReplySplitter, SplitMessages
+from botrix_toolkit.frames.reply_stream import MESSAGE_MARKER, ReplySplitter, SplitMessages, joined_messages
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ _CHUNK_BYTES = 1 << 20  # one recv() reads up to this much
 _SOCKET_RCVBUF = 8 << 20  # ask the kernel for room to absorb bursts
 _POLL_S = 0.25  # socket timeout: how often the thread looks at the stop flag
 _BACKOFF_FIRST_S, _BACKOFF_MAX_S = 0.1, 2.0
-# How every pub/sub message reply starts: counting it counts messages.
-_MESSAGE_MARKER = MESSAGE_MARKER
 
 
 def _now_ns() -> int:
@@ -276,7 +274,7 @@ class EventRecorder:
         recv_into = sock.recv_into
         stop_is_set = self._stop.is_set
         lock, raw, maxlen = self._lock, self._raw, self.maxlen
-        marker, tail_len = _MESSAGE_MARKER, len(_MESSAGE_MARKER) - 1
+        marker, tail_len = MESSAGE_MARKER, len(MESSAGE_MARKER) - 1  # counting the marker counts messages
         segment = self._segment
         tail = b""
         data = leftover
@@ -410,11 +408,10 @@ class EventRecorder:
             split = self._split_new()
             if self._buffer:  # split earlier by frame() or stats(): those come first
                 earlier = list(self._buffer)
-                split = SplitMessages(
-                    np.concatenate([np.asarray([t for t, _ in earlier], dtype=np.int64), split.received_ns]),
-                    pa.chunked_array([pa.array([p for _, p in earlier], type=pa.large_binary()),
-                                      *split.payloads.chunks], type=pa.large_binary()),
-                )
+                split = joined_messages([SplitMessages(
+                    np.asarray([t for t, _ in earlier], dtype=np.int64),
+                    pa.chunked_array([pa.array([p for _, p in earlier], type=pa.large_binary())]),
+                ), split])
                 self._buffer.clear()
             if len(split) > self.maxlen:  # as the buffer would have: the newest maxlen stay
                 split = SplitMessages(split.received_ns[-self.maxlen:], split.payloads[-self.maxlen:])

@@ -59,8 +59,13 @@ class SplitMessages:
         return len(self.payloads)
 
 
-def empty_messages() -> SplitMessages:
-    return SplitMessages(np.zeros(0, dtype=np.int64), pa.chunked_array([], type=pa.large_binary()))
+def joined_messages(parts: list[SplitMessages], lost: int = 0) -> SplitMessages:
+    """The messages of ``parts`` one after another; their losses added to ``lost``."""
+    return SplitMessages(
+        np.concatenate([np.zeros(0, dtype=np.int64), *(part.received_ns for part in parts)]),
+        pa.chunked_array([chunk for part in parts for chunk in part.payloads.chunks], type=pa.large_binary()),
+        lost + sum(part.lost for part in parts),
+    )
 
 
 class ReplySplitter:
@@ -103,11 +108,7 @@ class ReplySplitter:
             run_bytes += len(data)
         if run:
             parts.append(self._split_run(run))
-        if not parts:
-            return SplitMessages(np.zeros(0, dtype=np.int64), pa.chunked_array([], type=pa.large_binary()), lost)
-        return SplitMessages(np.concatenate([p.received_ns for p in parts]),
-                             pa.chunked_array([c for p in parts for c in p.payloads.chunks], type=pa.large_binary()),
-                             lost + sum(p.lost for p in parts))
+        return joined_messages(parts, lost)
 
     def _split_run(self, run: list[tuple[int, bytes]]) -> SplitMessages:
         """Messages of chunks that continue one another (after ``_pending``)."""
