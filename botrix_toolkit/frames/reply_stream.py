@@ -34,6 +34,7 @@ _MAX_LENGTH_DIGITS = 10  # Redis caps a bulk string at 512 MB: 9 digits
 # C allocator reuses, where arrays of hundreds of MB are fresh pages from the
 # kernel each time (page faults cost more than the work here).
 RUN_BYTES = 4 << 20
+_LARGE_BINARY = pa.large_binary()
 
 
 class ReplyStreamError(ValueError):
@@ -123,7 +124,7 @@ class ReplySplitter:
             starts, stops, done = spans
         self._pending = buf[done:]
         received = times[np.searchsorted(ends, stops + 2, side="left")]  # the piece holding the CRLF
-        return SplitMessages(received, pa.chunked_array([_slices(buf, starts, stops)]), lost)
+        return SplitMessages(received, pa.chunked_array([spans_array(buf, starts, stops)]), lost)
 
     def _tile(self, buf: bytes) -> tuple[np.ndarray, np.ndarray, int] | None:
         """(payload starts, payload ends, end of the last whole reply) if message replies
@@ -173,21 +174,24 @@ def _unfinished(rest: bytes) -> bool:
     return done == 0 and len(starts) == 0
 
 
-def _slices(buf: bytes, starts: np.ndarray, stops: np.ndarray) -> pa.Array:
-    """``buf[starts[i]:stops[i]]`` for each i as one ``large_binary`` array, copied by Arrow.
+def spans_array(values: bytes | pa.Buffer, starts: np.ndarray, stops: np.ndarray,
+                arrow_type: pa.DataType = _LARGE_BINARY) -> pa.Array:
+    """``values[starts[i]:stops[i]]`` for each i as one array of ``arrow_type``, copied by Arrow.
 
-    The spans and the bytes between them make one array of monotonic offsets
-    over ``buf`` with no copy; taking its even elements copies the spans only.
+    ``arrow_type`` is ``large_binary`` or ``large_string``; the spans must be
+    in order and must not overlap. The spans and the bytes between them make
+    one array of monotonic offsets over ``values`` with no copy; taking its
+    even elements copies the spans only.
     """
     count = len(starts)
     if count == 0:
-        return pa.array([], type=pa.large_binary())
+        return pa.array([], type=arrow_type)
     offsets = np.empty(2 * count + 1, dtype=np.int64)
     offsets[0:-1:2] = starts
     offsets[1::2] = stops
     offsets[-1] = stops[-1]
-    interleaved = pa.Array.from_buffers(pa.large_binary(), 2 * count,
-                                        [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
+    data = values if isinstance(values, pa.Buffer) else pa.py_buffer(values)
+    interleaved = pa.Array.from_buffers(arrow_type, 2 * count, [None, pa.py_buffer(offsets), data])
     return interleaved.take(pa.array(np.arange(0, 2 * count, 2, dtype=np.int64)))
 
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from botrix_toolkit.frames.dataset_layout import EVENTS_SCHEMA, MALFORMED_SCHEMA
 from botrix_toolkit.frames.event_frames import parse_event_messages
+from botrix_toolkit.frames.reply_stream import spans_array
 
 _TEXT = r'[^"\\\x00-\x1f]'  # a JSON string character that needs no escape
 _INT = r"-?(?:0|[1-9][0-9]{0,17})"  # fits int64 with room to spare
@@ -126,12 +127,11 @@ def _plain_events(layout: _Layout, received_us: np.ndarray) -> pa.Table:
     (no escapes, fixed keys), so each field is cut out of the values buffer
     by the positions of its quotes.
     """
-    n, offsets, values, quote = layout.n, layout.offsets, layout.values, layout.quote
+    offsets, values, quote = layout.offsets, layout.values, layout.quote
     per_message = layout.count
-    every_other = pa.array(np.arange(2 * n) % 2 == 0)
 
     def cut(starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-        return _slices(layout.buffer, starts, ends, every_other)
+        return spans_array(layout.buffer, starts, ends, pa.large_string()).cast(pa.string())
 
     status = cut(quote(18) + 1, quote(19))
     seconds = pc.cast(cut(quote(9) + 2, quote(10) - 1), pa.int64())  # `"timestamp":123,"`
@@ -162,21 +162,6 @@ def _plain_events(layout: _Layout, received_us: np.ndarray) -> pa.Table:
         },
         schema=EVENTS_SCHEMA,
     )
-
-
-def _slices(values: pa.Buffer, starts: np.ndarray, ends: np.ndarray, every_other: pa.Array) -> pa.Array:
-    """A string array of ``values[starts[i]:ends[i]]``, spans in order and apart, copied by Arrow.
-
-    The spans and the bytes between them make one array over ``values`` with
-    no copy (monotonic offsets); keeping its even elements copies the spans.
-    """
-    count = len(starts)
-    offsets = np.empty(2 * count + 1, dtype=np.int64)
-    offsets[0:-1:2] = starts
-    offsets[1::2] = ends
-    offsets[-1] = ends[-1] if count else 0
-    interleaved = pa.Array.from_buffers(pa.large_string(), 2 * count, [None, pa.py_buffer(offsets), values])
-    return interleaved.filter(every_other).cast(pa.string())
 
 
 def _parsed_tables(payloads: list[bytes], received_us: np.ndarray) -> tuple[pa.Table, pa.Table]:
