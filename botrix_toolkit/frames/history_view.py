@@ -313,9 +313,9 @@ def event_counts(folder: str | Path, prefix: str, start: pd.Timestamp, end: pd.T
     """
     start, end = _utc(start, "start"), _utc(end, "end")
     if source == "rollups":
-        counts, _ = _stored_counts(folder, prefix, start, end)
+        counts = _stored_count_rows(folder, prefix, start, end).per_minute()
     else:
-        counts = _live_counts(_stored_events(folder, prefix, start, end))
+        counts = _live_count_rows(_stored_events(folder, prefix, start, end)).per_minute()
     counts = counts.loc[counts.sum(axis=1) > 0]
     counts = counts.reindex(columns=sorted(counts.columns)).astype("int64")
     counts.columns = pd.Index([str(c) for c in counts.columns])
@@ -355,26 +355,6 @@ def _empty_events() -> pd.DataFrame:
         "event": pd.Series(dtype="string"), "job_id": pd.Series(dtype="string"),
         "status": pd.Series(dtype="string"), "priority": pd.Series(dtype="Int64"),
     })
-
-
-def _stored_counts(folder: str | Path | None, prefix: str, start: pd.Timestamp,
-                   end: pd.Timestamp) -> tuple[pd.DataFrame, int]:
-    """Rollup counts of the minutes in [start, end): minute index, event columns; and rows read."""
-    if folder is None or not end > start:
-        return _empty_counts(), 0
-    # Minutes that begin in the range: a rollup row is a whole minute, never cut.
-    table = ROLLUP_FILES.read(Path(folder), "rollup_counts", prefix, start.ceil("min"), end)
-    if table.num_rows == 0:
-        return _empty_counts(), 0
-    summed = table.group_by(["minute", "event"]).aggregate([("count", "sum")])
-    frame = summed.to_pandas().pivot(index="minute", columns="event", values="count_sum")
-    frame.index = pd.DatetimeIndex(frame.index, name="minute").astype(_UTC_NS)
-    frame.columns.name = None
-    return frame.fillna(0).astype("int64").sort_index(), table.num_rows
-
-
-def _empty_counts() -> pd.DataFrame:
-    return pd.DataFrame(index=pd.DatetimeIndex([], dtype=_UTC_NS, name="minute"))
 
 
 def _stored_latency(folder: str | Path | None, prefix: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -504,16 +484,6 @@ def _window(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.
     return events.loc[((received >= start) & (received < end)).to_numpy()].reset_index(drop=True)
 
 
-def _live_counts(events: pd.DataFrame) -> pd.DataFrame:
-    """Events per minute of receive time by event name (as ``rollup_counts``, priorities summed)."""
-    if events.empty:
-        return _empty_counts()
-    minute = pd.to_datetime(events["received_at"], utc=True).dt.floor("min").astype(_UTC_NS).rename("minute")
-    counts = events.groupby([minute, events["event"].astype("string").rename("event")]).size().unstack(fill_value=0)
-    counts.columns.name = None
-    return counts.astype("int64")
-
-
 def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
     """Per-minute wait and run quantiles of live events, measured as the monitor's rollups measure them.
 
@@ -583,6 +553,14 @@ class _CountRows:
                   for rows in (self, other)]
         return _CountRows(np.concatenate([self.minute_ns, other.minute_ns]), np.concatenate(recode),
                           np.concatenate([self.count, other.count]), names)
+
+    def per_minute(self) -> pd.DataFrame:
+        """Counts by minute (the minutes with rows, sorted) and event name (a column each, sorted)."""
+        minutes, row = np.unique(self.minute_ns, return_inverse=True)
+        table = np.zeros((len(minutes), len(self.names)), dtype=np.int64)
+        np.add.at(table, (row, self.code), self.count)
+        index = pd.DatetimeIndex(pd.to_datetime(minutes, utc=True), name="minute").astype(_UTC_NS)
+        return pd.DataFrame(table, index=index, columns=pd.Index(list(self.names)))
 
     def binned(self, index: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DataFrame:
         """One int64 column per charted event name, one row per bin of ``index``."""
