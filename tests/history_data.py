@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from botrix_toolkit.frames.event_frames import parse_event_messages
+from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
 from botrix_toolkit.monitor.event_tables import event_tables
-from botrix_toolkit.monitor.rollups import RollupBuilder
 
 SECRET = "hunter2-History-9c1e"
 _US_PER_MINUTE = 60_000_000

@@ -21,11 +21,11 @@ from botrix_toolkit.frames.event_frames import parse_event_messages
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.frames.history import RecordedEvents, open_dataset
 from botrix_toolkit.frames.history_dataset import read_rollups
+from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor import maintenance
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
 from botrix_toolkit.monitor.event_tables import event_tables
 from botrix_toolkit.monitor.maintenance import apply_retention, compact, partitions
-from botrix_toolkit.monitor.rollups import RollupBuilder
 
 PREFIX = "{botrix:jobs}/ä b"  # needs escaping in a path
 HOUR_NS = 3_600_000_000_000

@@ -37,9 +37,9 @@ import pyarrow.compute as pc
 
 from botrix_toolkit.frames import history_view
 from botrix_toolkit.frames.dataset_layout import EVENTS_SCHEMA, ROLLUP_COUNTS_SCHEMA, ROLLUP_LATENCY_SCHEMA
+from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
 from botrix_toolkit.monitor.maintenance import compact
-from botrix_toolkit.monitor.rollups import RollupBuilder
 from botrix_toolkit.monitor.service import COMPACT_AFTER
 
 TARGET_MS = 500.0

@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.frames import analysis, plots
 from botrix_toolkit.frames.dataset_layout import PART_SUFFIX, STATE, TABLES, UTC_US, queue_dir, state_path
 from botrix_toolkit.frames.history_dataset import last_received_at, read_table
+from botrix_toolkit.frames.rollups import RollupBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ _EVENT_READ = ["received_at", "timestamp", "event", "job_id", "status", "priorit
 _NOT_CHARTED = ("status_updated",)
 LATENCY_TREND_COLUMNS: tuple[str, ...] = ("time", "level", "kind", "count", "p50_s", "p90_s", "p99_s", "max_s")
 _QUANTILES = {"p50_s": 0.5, "p90_s": 0.9, "p99_s": 0.99}
-_ENDING_EVENTS = frozenset({"job_completed", "job_failed", "job_cancelled"})
-_ENDING_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 Source = Literal["events", "rollups"]
 
@@ -361,7 +360,11 @@ def _stored_latency(folder: str | Path | None, prefix: str, start: pd.Timestamp,
     """Rollup latency rows of the minutes in [start, end), in the long form ``latency_trend`` reads."""
     if folder is None or not end > start:
         return _empty_minute_latency()
-    table = ROLLUP_FILES.read(Path(folder), "rollup_latency", prefix, start.ceil("min"), end)
+    return _minute_latency(ROLLUP_FILES.read(Path(folder), "rollup_latency", prefix, start.ceil("min"), end))
+
+
+def _minute_latency(table: pa.Table) -> pd.DataFrame:
+    """``rollup_latency`` rows in the long form ``latency_trend`` reads: a row per minute, priority and kind."""
     if table.num_rows == 0:
         return _empty_minute_latency()
     parts = []
@@ -485,54 +488,23 @@ def _window(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.
 
 
 def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
-    """Per-minute wait and run quantiles of live events, measured as the monitor's rollups measure them.
+    """Per-minute wait and run quantiles of live events, by the monitor's own ``RollupBuilder``.
 
-    An attempt starts at a job_added (its priority is the job's); wait is
-    from it to the job's next status_updated(running), counted in the minute
-    it started; run is from that to the first end (job_completed/failed/
-    cancelled or such a status), counted in the minute it ended. One pass
-    over the rows: the live part is the last minutes, where ``analysis.latency``'s
-    fixed cost (hundreds of ms) would outweigh the week of rollups.
+    The live minutes are measured exactly as the stored ones were, so a range
+    reads the same whichever side of the split a minute falls on.
     """
     if events.empty:
         return _empty_minute_latency()
-    times = _ns(events["received_at"])
-    added: dict[object, int] = {}
-    started: dict[object, int] = {}
-    priority_of: dict[object, Any] = {}
-    samples: list[tuple[str, int, Any, float]] = []  # kind, time ns, priority (int or NA), seconds
-    rows = zip(times.tolist(), events["event"].tolist(), events["job_id"].tolist(), events["status"].tolist(),
-               events["priority"].tolist())
-    for t, event, job, status, priority in rows:
-        if event == "job_added":
-            added[job], priority_of[job] = t, priority
-            started.pop(job, None)
-        elif event == "status_updated" and status == "running":
-            begun = added.pop(job, None)
-            if begun is not None:
-                samples.append(("wait", t, priority_of.get(job), (t - begun) / 1e9))
-            started[job] = t
-        elif event in _ENDING_EVENTS or (event == "status_updated" and status in _ENDING_STATUSES):
-            begun = started.pop(job, None)
-            if begun is not None:
-                samples.append(("run", t, priority_of.get(job), (t - begun) / 1e9))
-    if not samples:
-        return _empty_minute_latency()
-    # Few groups (minutes x priorities x 2): numpy per group beats pandas' groupby quantile setup.
-    groups: dict[tuple[int, int | None, str], list[float]] = {}
-    for kind, stamp, priority, seconds in samples:
-        minute = stamp // 60_000_000_000 * 60_000_000_000
-        groups.setdefault((minute, None if pd.isna(priority) else int(priority), kind), []).append(seconds)
-    ordered = sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is None, item[0][1] or 0, item[0][2]))
-    values = [np.asarray(v, dtype=np.float64) for _, v in ordered]
-    return pd.DataFrame({
-        "minute": pd.to_datetime(np.array([k[0] for k, _ in ordered], dtype=np.int64), utc=True),
-        "priority": pd.Series([k[1] for k, _ in ordered], dtype="Int64"),
-        "count": pd.array([len(v) for v in values], dtype="Int64"),
-        **{name: np.array([np.quantile(v, q) for v in values]) for name, q in _QUANTILES.items()},
-        "max_s": np.array([v.max() for v in values]),
-        "kind": [k[2] for k, _ in ordered],
-    })
+    builder = RollupBuilder()
+    builder.add(pa.table({
+        "received_at": pa.array(_ns(events["received_at"]) // 1000).cast(_US_TYPE),
+        "event": pa.array(events["event"], type=pa.string()),
+        "job_id": pa.array(events["job_id"], type=pa.string()),
+        "status": pa.array(events["status"], type=pa.string()),
+        "priority": pa.array(events["priority"], type=pa.int64()),
+    }))
+    _, latency = builder.close(None)
+    return _minute_latency(latency)
 
 
 # -- binning, in numpy ------------------------------------------------------------------------------

@@ -6,14 +6,14 @@ Layer ``monitor`` (beside ``sim``; imports core, server and frames only).
   ``flush_s`` seconds into the history folder; ``stop()`` flushes everything.
 - ``event_tables``: raw messages -> Arrow tables, vectorised.
 - ``dataset_writer.DatasetWriter``: files appear atomically (written aside, renamed).
-- ``rollups.RollupBuilder``: per-minute counts and wait/run quantiles.
 - ``maintenance``: compaction (atomic folder exchange) and retention.
 - ``backfill.write_recording``: a saved recording into a history folder.
 - ``metrics.MonitorMetrics``: Prometheus metrics (``start_metrics`` for the service);
   ``job_tracker`` counts event chunks exactly as ``analysis.throughput``;
   ``exposition`` builds what a scrape shows.
 
-The layout and schemas are in ``frames.dataset_layout``; reading is in
+The layout and schemas are in ``frames.dataset_layout``, the per-minute rollups in
+``frames.rollups.RollupBuilder`` (the dashboard's live minutes use it too); reading is in
 ``frames.history_dataset`` (``open_dataset``, ``load_history``, ``read_rollups``).
 
 Hooks for other components (the Prometheus metrics): ``MonitorService.observers``,

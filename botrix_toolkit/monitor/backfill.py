@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from botrix_toolkit.frames.dataset_layout import EVENTS_SCHEMA, GAPS_SCHEMA, MALFORMED_SCHEMA
 from botrix_toolkit.frames.history import RecordedEvents
+from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
-from botrix_toolkit.monitor.rollups import RollupBuilder
 
 
 def _micros(values: object) -> pa.Array:

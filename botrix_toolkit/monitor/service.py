@@ -38,10 +38,10 @@ from botrix_toolkit.core.keys import QueueKeys
 from botrix_toolkit.frames.dataset_layout import GAPS_SCHEMA
 from botrix_toolkit.frames.events import DrainedMessages, EventRecorder
 from botrix_toolkit.frames.history_dataset import last_received_at
+from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
 from botrix_toolkit.monitor.event_tables import event_tables
 from botrix_toolkit.monitor.maintenance import apply_retention, compact
-from botrix_toolkit.monitor.rollups import RollupBuilder
 
 logger = logging.getLogger(__name__)
 
