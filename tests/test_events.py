@@ -17,6 +17,7 @@ from botrix_toolkit.bench.events import event_messages, measure_against_publishe
 from botrix_toolkit.core.errors import ServerConnectionError
 from botrix_toolkit.frames.event_frames import EVENT_COLUMNS, GAP_COLUMNS, empty_frame
 from botrix_toolkit.frames.events import EventRecorder, RecordedEvents
+from tests import starved_recorder
 from tests.waiting import wait_for
 
 
@@ -279,6 +280,16 @@ def test_repr_html_escapes_the_channel(redis_client: redis.Redis) -> None:
         html = rec._repr_html_()
     assert "&lt;b&gt;&amp;" in html and "<b>&" not in html
     assert "recording" in html
+
+
+def test_stop_records_every_message_published_before_it(redis_url: str, redis_client: redis.Redis,
+                                                         channel: str) -> None:
+    count = 60_000  # a few MB: still in the socket and the server's buffer when stop() is called
+    rec = EventRecorder(redis_client, channel=channel).start()
+    starved_recorder.stop_while_starved(rec, redis_url, channel, count)
+    assert rec.received == count
+    assert rec.drain().payloads.to_pylist() == starved_recorder.payloads(count)
+    assert rec.gaps().empty
 
 
 def test_drain_hands_over_every_message_once_in_order(redis_client: redis.Redis, channel: str,

@@ -28,6 +28,7 @@ from botrix_toolkit import QueueService, ServerConnectionError
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
+from tests import starved_recorder
 from tests.waiting import wait_for
 
 USER, PASSWORD = "botrix-app", "s3cret-Pa55-word"
@@ -205,6 +206,20 @@ def test_rediss_url_with_an_acl_user_runs_the_queue_and_its_events(
         assert q.url == f"rediss://{USER}:***@127.0.0.1:{tls_port}/0"
         assert_no_secret(caplog, repr(q), q.url)
         q.redis.delete(*[q.keys.data(i) for i in ids], *[q.keys.status(i) for i in ids])
+
+
+def test_a_recorder_over_tls_records_every_message_published_before_its_stop(
+    tls_port: int, certificates: dict[str, Path]
+) -> None:
+    # Over TLS the recorder's own thread sends the UNSUBSCRIBE (a TLS socket is not written from two threads).
+    url = f"rediss://{USER}:{PASSWORD}@127.0.0.1:{tls_port}/0"
+    client = redis.Redis.from_url(url, ssl_ca_certs=str(certificates["ca"]))
+    channel, count = f"{PREFIX}:stop:updates", 30_000
+    recorder = EventRecorder(client, channel=channel).start()
+    starved_recorder.stop_while_starved(recorder, url, channel, count, str(certificates["ca"]))
+    assert recorder.received == count
+    assert recorder.drain().payloads.to_pylist() == starved_recorder.payloads(count)
+    client.close()
 
 
 def test_an_untrusted_certificate_is_refused_clearly(tls_port: int,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 _CHUNK_BYTES = 1 << 20  # one recv() reads up to this much
 _SOCKET_RCVBUF = 8 << 20  # ask the kernel for room to absorb bursts
 _POLL_S = 0.25  # socket timeout: how often the thread looks at the stop flag
+_STOP_DRAIN_S = 2.0  # how long a stop waits for the messages published before it
 _BACKOFF_FIRST_S, _BACKOFF_MAX_S = 0.1, 2.0
 
 
@@ -120,6 +122,9 @@ class EventRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: redis.Connection | None = None
+        name = channel.encode()
+        self._unsubscribe_command = b"*2\r\n$11\r\nUNSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(name), name)
+        self._unsubscribe_reply = b"*3\r\n$11\r\nunsubscribe\r\n$%d\r\n%s\r\n:0\r\n" % (len(name), name)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -146,17 +151,27 @@ class EventRecorder:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Unsubscribe and end the thread (waits up to ``timeout`` seconds)."""
+        """Unsubscribe and end the thread (waits up to ``timeout`` seconds).
+
+        Every message published before the call is recorded: the server
+        answers the UNSUBSCRIBE after every message it sent before it, and the
+        thread reads up to that answer (for at most ``_STOP_DRAIN_S``).
+        """
         self._stop.set()
         conn = self._conn
         sock = getattr(conn, "_sock", None) if conn is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv at once
-            except OSError:
-                pass
+        if sock is not None and not isinstance(sock, ssl.SSLSocket):
+            # Sent from here, the answer wakes a blocked recv at once. A TLS socket is not
+            # to be written from two threads: its reader sends it on seeing the stop flag.
+            _send_quietly(sock, self._unsubscribe_command)
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(min(timeout, _STOP_DRAIN_S + _POLL_S))
+            if self._thread.is_alive() and sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # no answer in time: wake a blocked recv
+                except OSError:
+                    pass
+                self._thread.join(max(0.0, timeout - _STOP_DRAIN_S - _POLL_S))
             if self._thread.is_alive():
                 logger.warning("event recorder thread did not stop within %.1f s", timeout)
             else:
@@ -278,6 +293,9 @@ class EventRecorder:
         segment = self._segment
         tail = b""
         data = leftover
+        unsubscribed = self._unsubscribe_reply
+        stop_by: float | None = None  # once stopping: read on until the UNSUBSCRIBE's answer, or this time
+        seen = b""  # the last bytes read, where that answer may have begun
         while True:
             if data:
                 now = _now_ns()
@@ -294,7 +312,14 @@ class EventRecorder:
                     while len(raw) > 1 and self._raw_pending - raw[0][3] >= maxlen:
                         self._drop_oldest_chunk()
             if stop_is_set():
-                return
+                if stop_by is None:
+                    stop_by = time.monotonic() + _STOP_DRAIN_S
+                    if isinstance(sock, ssl.SSLSocket):
+                        _send_quietly(sock, self._unsubscribe_command)
+                seen += data
+                if unsubscribed in seen or time.monotonic() > stop_by:
+                    return
+                seen = seen[-len(unsubscribed):]
             try:
                 n = recv_into(buf)
             except TimeoutError:
@@ -549,6 +574,14 @@ class DrainedMessages:
             gaps=later.gaps,
             drained_at_ns=later.drained_at_ns,
         )
+
+
+def _send_quietly(sock: socket.socket, command: bytes) -> None:
+    """Send on a socket that may be closing; the caller has a deadline for the answer."""
+    try:
+        sock.sendall(command)
+    except OSError:
+        pass
 
 
 def _chunk_len(parsed: ParsedEvents) -> int:
