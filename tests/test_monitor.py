@@ -179,6 +179,16 @@ def test_the_monitor_benchmark_writes_every_event_it_was_sent(redis_url: str) ->
     assert 0 < result["compacted_bytes_per_million"] <= result["bytes_per_million"]
 
 
+def test_the_monitor_benchmark_with_metrics_counts_every_event_a_scrape_shows(redis_url: str) -> None:
+    from botrix_toolkit.bench.monitor import run_monitor_benchmark
+
+    result = run_monitor_benchmark(redis_url, seconds=0.5, flush_s=0.5, metrics=True)
+    assert result["written"] == result["counted"] == result["sent"] > 0
+    # Each job's life on the channel is five messages, the second its job_added.
+    assert result["scraped_added"] == (result["sent"] + 3) // 5
+    assert result["count_rate"] > 0
+
+
 def test_events_whose_write_failed_are_written_by_a_later_flush(redis_url: str, queue: QueueService,
                                                                 key_prefix: str, tmp_path: Path) -> None:
     history = tmp_path / "history"

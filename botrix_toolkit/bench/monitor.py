@@ -6,7 +6,11 @@ a ``MonitorService`` records the channel into a fresh history folder. The
 result counts the messages sent, received by the recorder and written to the
 dataset (read back from the folder, not from a counter), the rates over the
 time from the publisher's start to the last row on disk, and the disk used per
-million events as flushed and after compaction. Prints nothing.
+million events as flushed and after compaction. With ``metrics``, the
+service also counts every event for Prometheus as ``botrix monitor
+--metrics-port`` does (its counting thread, in the same process), and the
+result says when the counting caught up and what a scrape then showed.
+Prints nothing.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from botrix_toolkit.frames.history import open_dataset
 from botrix_toolkit.monitor.maintenance import compact
+from botrix_toolkit.monitor.metrics import BackgroundCounting, metrics_for_service
 from botrix_toolkit.monitor.service import MonitorService
 
 from .events import flat_out_publisher
@@ -34,17 +42,21 @@ def _folder_bytes(path: Path) -> int:
 
 
 def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
-                          history: str | Path | None = None) -> dict[str, Any]:
+                          history: str | Path | None = None, metrics: bool = False) -> dict[str, Any]:
     """Publish flat out for ``seconds`` into a monitored queue; see the module docstring.
 
     Returns sent, received, written, lost (sent - written), publish_rate,
     write_rate (written per second from the publisher's start to the last
     flush that wrote), files, bytes_per_million (as flushed) and
-    compacted_bytes_per_million.
+    compacted_bytes_per_million; with ``metrics`` also counted (rows the
+    metrics counted), count_rate (counted per second, over the same span
+    ending when the counting caught up) and scraped_added (the
+    ``botrix_jobs_added_total`` a scrape of ``/metrics`` then showed).
     """
     prefix = f"botrix:bench:{uuid.uuid4().hex}"
     folder = Path(history) if history is not None else Path(tempfile.mkdtemp(prefix="botrix-bench-monitor-"))
     service = MonitorService(url, [prefix], folder, flush_s=flush_s, maintenance_s=3600)
+    counting = _start_counting(service) if metrics else None
     service.start()
     try:
         with flat_out_publisher(url, f"{prefix}:updates", seconds, 0) as publisher:
@@ -62,8 +74,14 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
                 time.sleep(0.05)
             finished = last_change
             received = service.health()["events_received"]
+            if counting is not None:
+                counted_at = _wait_counted(counting, received)
+                scraped_added = _scraped(counting.metrics.url, "botrix_jobs_added_total", prefix)
     finally:
         service.stop()
+        if counting is not None:
+            counting.close()
+            counting.metrics.close()
     try:
         written = open_dataset(folder).count_rows()
         files = len(list((folder / "events").rglob("*.parquet")))
@@ -75,7 +93,7 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
         if history is None:
             shutil.rmtree(folder, ignore_errors=True)
     elapsed = max(finished - started, published["seconds"])
-    return {
+    measured = {
         "seconds": seconds,
         "sent": sent,
         "received": received,
@@ -87,3 +105,33 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
         "bytes_per_million": flushed_bytes / written * 1e6 if written else 0.0,
         "compacted_bytes_per_million": compacted_bytes / written * 1e6 if written else 0.0,
     }
+    if counting is not None:
+        counted_span = max(counted_at - started, published["seconds"])
+        measured.update(counted=counting.events_counted, scraped_added=scraped_added,
+                        count_rate=counting.events_counted / counted_span if counted_span else 0.0)
+    return measured
+
+
+def _start_counting(service: MonitorService) -> BackgroundCounting:
+    """The metrics path of ``botrix monitor --metrics-port``, served on a free loopback port."""
+    counting = BackgroundCounting(metrics_for_service(service))
+    service.observers.append(counting)
+    counting.metrics.serve("127.0.0.1", 0)
+    return counting
+
+
+def _wait_counted(counting: BackgroundCounting, received: int) -> float:
+    """When the metrics had counted every event received (or gave up waiting)."""
+    deadline = time.perf_counter() + _WRITE_TIMEOUT_S
+    while counting.events_counted < received and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+def _scraped(url: str | None, name: str, prefix: str) -> float:
+    """The sum of a metric's samples of the queue ``prefix`` on a scrape of ``url``."""
+    assert url is not None, "the metrics are not served"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and sample.labels.get("queue") == prefix)

@@ -374,7 +374,7 @@ def start_metrics(
     daemons: they end with the process.
     """
     metrics = metrics_for_service(service, lease_s=lease_s)
-    service.observers.append(_BackgroundObserver(metrics))
+    service.observers.append(BackgroundCounting(metrics))
     url = metrics.serve(host, port)
     metrics.start_refreshing(refresh_s)
     return url
@@ -396,25 +396,36 @@ def _queue_health(service: MonitorService) -> dict[str, dict[str, Any]]:
             for prefix in service.prefixes}
 
 
-class _BackgroundObserver:
-    """Hands each drained chunk to a thread that counts it, in order, none dropped."""
+class BackgroundCounting:
+    """A ``MonitorService`` observer that hands each drained chunk to a thread counting it, in order, none dropped.
+
+    ``events_counted``: the rows counted so far (the benchmark waits on it).
+    ``close()`` lets the chunks already handed over be counted, then ends the thread.
+    """
 
     def __init__(self, metrics: MonitorMetrics, backlog: int = 100) -> None:
         self.metrics = metrics
-        self._chunks: queue.Queue[tuple[str, pd.DataFrame]] = queue.Queue(maxsize=backlog)
-        threading.Thread(target=self._count, name="botrix-metrics-events", daemon=True).start()
+        self.events_counted = 0
+        self._chunks: queue.Queue[tuple[str, pd.DataFrame] | None] = queue.Queue(maxsize=backlog)
+        self._thread = threading.Thread(target=self._count, name="botrix-metrics-events", daemon=True)
+        self._thread.start()
 
     def __call__(self, prefix: str, events: pd.DataFrame) -> None:
         if len(events):
             self._chunks.put((prefix, events))  # waits only when `backlog` chunks are behind
 
+    def close(self, timeout_s: float = 60.0) -> None:
+        self._chunks.put(None)
+        self._thread.join(timeout_s)
+
     def _count(self) -> None:
-        while True:
-            prefix, events = self._chunks.get()
+        while (chunk := self._chunks.get()) is not None:
+            prefix, events = chunk
             try:
                 self.metrics.observe_events(prefix, events)
             except Exception:  # one bad chunk must not stop the counting of the next
                 logger.exception("metrics could not count %d events of %r", len(events), prefix)
+            self.events_counted += len(events)
 
 
 class _RecorderDrain:
