@@ -117,6 +117,7 @@ def _start_counting(service: MonitorService) -> BackgroundCounting:
     counting = BackgroundCounting(metrics_for_service(service))
     service.observers.append(counting)
     counting.metrics.serve("127.0.0.1", 0)
+    counting.metrics.start_refreshing()  # the gauges' round trip every few seconds, as in service
     return counting
 
 
