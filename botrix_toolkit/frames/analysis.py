@@ -17,7 +17,8 @@ terminal event still counts when no ``status_updated`` announced it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -47,6 +48,7 @@ _STATS_TO_DEPTH = {"high_priority": "high", "normal_priority": "normal",
 _EVENT_STATE = {"job_completed": "completed", "job_failed": "failed",
                          "job_cancelled": "cancelled", "job_added": "pending"}
 _UTC_NS: Final = "datetime64[ns, UTC]"
+_NAT_NS: Final = np.iinfo(np.int64).min  # NaT as an int64 of nanoseconds
 # Working text dtype: missing is NaN, so comparisons give plain bool (False where missing).
 _TEXT = pd.StringDtype(na_value=np.nan)
 
@@ -69,23 +71,158 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
                                     f"it has {list(frame.columns)}")
 
 
-def _event_times(events: pd.DataFrame) -> pd.Series:
-    """Receive time (sub-second) where known, else the message's whole-second time."""
+def event_times_ns(events: pd.DataFrame) -> np.ndarray:
+    """Per row, its receive time (sub-second) where known, else the message's whole-second time.
+
+    int64 nanoseconds since the Unix epoch, ``_NAT_NS`` (NaT's int64) where neither is known.
+    """
     if "received_at" not in events.columns and "timestamp" not in events.columns:
         raise InvalidInputError("events frame has no column 'received_at' or 'timestamp'")
-    times = pd.Series(pd.NaT, index=events.index, dtype=_UTC_NS)
+    times = np.full(len(events), _NAT_NS, dtype=np.int64)
     for column in ("timestamp", "received_at"):  # the later one wins where present
         if column in events.columns:
-            own = pd.to_datetime(events[column], utc=True).astype(_UTC_NS)
-            times = own.where(own.notna(), times)
+            own = pd.DatetimeIndex(pd.to_datetime(events[column], utc=True)).as_unit("ns").asi8
+            times = np.where(own != _NAT_NS, own, times)
     return times
+
+
+def _event_times(events: pd.DataFrame) -> pd.Series:
+    """``event_times_ns`` as a UTC datetime column on the frame's index."""
+    return pd.Series(event_times_ns(events).view("M8[ns]"), index=events.index).dt.tz_localize("UTC")
+
+
+class TextCodes:
+    """Strings as small int codes that stay the same as more strings are seen (-1: missing).
+
+    ``classify_codes`` reads event names and statuses as codes into one such
+    list; a caller that reads chunk after chunk keeps one for all of them.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        found = self._codes.get(name)
+        if found is None:
+            found = self._codes[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def encode(self, column: pd.Series) -> np.ndarray:
+        """The column's codes (int64, -1 where missing)."""
+        codes, uniques = pd.factorize(column)
+        table = np.array([self.code(str(name)) for name in uniques] + [-1], dtype=np.int64)
+        return table[codes]
+
+    def lookup(self, value_of: Callable[[str], int], missing: int) -> np.ndarray:
+        """``value_of(name)`` per code, indexable by codes (``missing`` at code -1)."""
+        return np.array([value_of(name) for name in self.names] + [missing], dtype=np.int64)
+
+
+class JobRows:
+    """A frame's rows grouped by job code with one stable sort: each job's rows together, in frame order.
+
+    Rows without a job (code -1) make one group of their own, as in a groupby
+    on the codes. The methods answer per row (frame order) with frame positions.
+    """
+
+    def __init__(self, job: np.ndarray) -> None:
+        self.order = np.argsort(job, kind="stable")
+        size = len(job)
+        grouped = job[self.order]
+        starts = np.ones(size, dtype=bool)
+        starts[1:] = grouped[1:] != grouped[:-1]
+        ends = np.ones(size, dtype=bool)
+        ends[:-1] = starts[1:]
+        self._sorted = np.arange(size)
+        # Per sorted row: where its job's rows begin and end (sorted positions, end inclusive).
+        self._first = np.maximum.accumulate(np.where(starts, self._sorted, 0))
+        self._last = np.minimum.accumulate(np.where(ends, self._sorted, size)[::-1])[::-1]
+
+    def last_marked(self, marked: np.ndarray, *, before: bool = False) -> np.ndarray:
+        """Each row's job's last marked row up to the row (strictly before it if ``before``), or -1."""
+        running = np.maximum.accumulate(np.where(marked[self.order], self._sorted, -1))
+        if before:
+            running = _shifted(running, 1, -1)
+        return self._in_frame_order(running, running >= self._first)
+
+    def next_marked(self, marked: np.ndarray) -> np.ndarray:
+        """Each row's job's next marked row strictly after the row, or -1."""
+        size = len(self.order)
+        running = np.minimum.accumulate(np.where(marked[self.order], self._sorted, size)[::-1])[::-1]
+        running = _shifted(running, -1, size)
+        return self._in_frame_order(running, running <= self._last)
+
+    def _in_frame_order(self, sorted_at: np.ndarray, found: np.ndarray) -> np.ndarray:
+        out = np.empty(len(self.order), dtype=np.int64)
+        out[self.order] = np.where(found, self.order[np.clip(sorted_at, 0, max(len(self.order) - 1, 0))], -1)
+        return out
+
+
+def _shifted(values: np.ndarray, by: int, fill: int) -> np.ndarray:
+    out = np.full_like(values, fill)
+    if by > 0:
+        out[by:] = values[:-by]
+    else:
+        out[:by] = values[-by:]
+    return out
+
+
+@dataclass(frozen=True)
+class RowClasses:
+    """What ``classify_codes`` reads each row to mean (arrays in frame order; see ``classify_events``)."""
+
+    status: np.ndarray  # the status codes, "processing" read as "running"
+    state: np.ndarray  # text code of the job state the row implies, -1: none
+    transition: np.ndarray
+    requeue_failure: np.ndarray
+    add_kind: np.ndarray  # index into ADD_KINDS on job_added rows, -1 elsewhere
+
+
+ADD_KINDS: tuple[str, ...] = ("added", "requeued", "recovered")
+# What a row's step (its event, or status_<status> for a status_updated) is to the rule.
+_OTHER_STEP, _ADDED_STEP, _RECOVERED_STEP, _FAILED_STEP, _PENDING_STEP = range(5)
+_STEP_OF = {"job_added": _ADDED_STEP, "job_recovered": _RECOVERED_STEP,
+            "status_failed": _FAILED_STEP, "status_pending": _PENDING_STEP}
+
+
+def classify_codes(event: np.ndarray, status: np.ndarray, jobs: JobRows, text: TextCodes) -> RowClasses:
+    """``classify_events`` on codes: event and status codes into ``text``, rows grouped by ``jobs``."""
+    running, processing = text.code("running"), text.code("processing")
+    implied = {name: text.code(state) for name, state in _EVENT_STATE.items()}
+    status = np.where(status == processing, running, status)
+    is_update = event == text.code("status_updated")
+    state = np.where(is_update, status, text.lookup(lambda name: implied.get(name, -1), missing=-1)[event])
+    has_state = state >= 0
+    previous = jobs.last_marked(has_state, before=True)
+    transition = has_state & ((previous < 0) | (state[previous] != state))
+
+    # Context of a job_added: the step before it, ignoring the status_updated(pending)
+    # that every add publishes first. failed -> requeue, job_recovered -> recovery.
+    status_step = text.lookup(lambda name: _STEP_OF.get("status_" + name, _OTHER_STEP), missing=_OTHER_STEP)
+    event_step = text.lookup(lambda name: _STEP_OF.get(name, _OTHER_STEP), missing=_OTHER_STEP)
+    step = np.where(is_update, status_step[status], event_step[event])
+    context = step != _PENDING_STEP
+    before = jobs.last_marked(context, before=True)
+    after = jobs.next_marked(context)
+    step_before = np.where(before >= 0, step[before], _OTHER_STEP)
+    step_after = np.where(after >= 0, step[after], _OTHER_STEP)
+    kind = np.select([step_before == _RECOVERED_STEP, step_before == _FAILED_STEP],
+                     [ADD_KINDS.index("recovered"), ADD_KINDS.index("requeued")], ADD_KINDS.index("added"))
+    return RowClasses(
+        status=status, state=state, transition=transition,
+        requeue_failure=(step == _FAILED_STEP) & (step_after == _ADDED_STEP),
+        add_kind=np.where(step == _ADDED_STEP, kind, -1),
+    )
 
 
 def classify_events(events: pd.DataFrame) -> pd.DataFrame:
     """One row per event (frame order) with what it means for its job.
 
     The reading that ``throughput`` and ``latency`` count from, public so that an
-    incremental counter (``monitor.job_tracker``) counts exactly as they do.
+    incremental counter (``monitor.job_tracker``) counts exactly as they do
+    (through ``classify_codes``, the same rule on arrays).
 
     Columns: time, job_id, event, status, job (int code), state (the job state the row
     implies, or missing), transition (state differs from the job's previous state),
@@ -93,36 +230,23 @@ def classify_events(events: pd.DataFrame) -> pd.DataFrame:
     requeued / recovered on job_added rows).
     """
     require_columns(events, ("event", "job_id", "status"), "events")
-    rows = pd.DataFrame({
+    text = TextCodes()
+    job_id = events["job_id"].astype(_TEXT)
+    job = pd.factorize(job_id)[0]
+    classes = classify_codes(text.encode(events["event"]), text.encode(events["status"]), JobRows(job), text)
+    names = np.array([*text.names, np.nan], dtype=object)  # code -1 picks the trailing NaN
+    kinds = np.array([*ADD_KINDS, np.nan], dtype=object)
+    return pd.DataFrame({
         "time": _event_times(events).array,
-        "job_id": events["job_id"].astype(_TEXT).array,
+        "job_id": job_id.array,
         "event": events["event"].astype(_TEXT).array,
-        # Go accepts "processing" as a synonym and stores it as "running".
-        "status": events["status"].astype(_TEXT).replace("processing", "running").array,
+        "status": pd.array(names[classes.status], dtype=_TEXT),
+        "job": job,
+        "state": pd.array(names[classes.state], dtype=_TEXT),
+        "transition": classes.transition,
+        "add_kind": pd.array(kinds[classes.add_kind], dtype=_TEXT),
+        "requeue_failure": classes.requeue_failure,
     })
-    rows["job"] = pd.factorize(rows["job_id"])[0]
-    is_update = rows["event"] == "status_updated"
-    state = rows["event"].map(_EVENT_STATE).astype(_TEXT)
-    rows["state"] = state.where(~is_update, rows["status"])
-    current = rows.groupby("job", sort=False)["state"].ffill()
-    previous = current.groupby(rows["job"], sort=False).shift(1)
-    rows["transition"] = (rows["state"].notna()
-                          & (previous.isna() | (previous != rows["state"]))).fillna(False)
-
-    # Context of a job_added: the step before it, ignoring the status_updated(pending)
-    # that every add publishes first. failed -> requeue, job_recovered -> recovery.
-    step = rows["event"].where(~is_update, "status_" + rows["status"].fillna(""))
-    context_rows = step[step != "status_pending"]
-    context_job = rows.loc[context_rows.index, "job"]
-    before = context_rows.groupby(context_job, sort=False).shift(1)
-    after = context_rows.groupby(context_job, sort=False).shift(-1)
-    kind = np.select([(before == "job_recovered").to_numpy(),
-                      (before == "status_failed").to_numpy()], ["recovered", "requeued"], "added")
-    add_kind = pd.Series(kind, index=context_rows.index, dtype=_TEXT)
-    rows["add_kind"] = add_kind.where(context_rows == "job_added").reindex(rows.index)
-    requeued = (context_rows == "status_failed") & (after == "job_added")
-    rows["requeue_failure"] = requeued.reindex(rows.index, fill_value=False).astype(bool)
-    return rows
 
 
 def throughput(events: pd.DataFrame, freq: str = "1s") -> pd.DataFrame:
