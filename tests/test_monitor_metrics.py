@@ -111,6 +111,27 @@ def test_counters_agree_with_throughput_however_the_events_are_chunked(
             mine["wait_s"].sum(), rel=1e-9, abs=1e-6)
 
 
+@pytest.mark.parametrize("pieces", [1, 7, 60, 600])
+def test_wait_and_run_seconds_are_latency_s_however_the_events_are_chunked(
+    recorded: pd.DataFrame, pieces: int
+) -> None:
+    tracker = JobTracker()
+    measured: dict[str, dict[str, list[np.ndarray]]] = {"wait_s": {}, "run_s": {}}
+    for chunk in chunks(recorded, pieces, seed=pieces):
+        result = tracker.observe(chunk)
+        for column, by_label in (("wait_s", result.wait_s), ("run_s", result.run_s)):
+            for label, seconds in by_label.items():
+                measured[column].setdefault(label, []).append(seconds)
+    latency = analysis.latency(recorded)
+    for column, by_label in measured.items():
+        assert set(by_label) <= {"high", "normal", "low"}, column  # every job was added while recording
+        for level in ("high", "normal", "low"):
+            expected = np.sort(latency.loc[latency["priority_label"] == level, column].dropna().to_numpy())
+            seconds = np.sort(np.concatenate(by_label.get(level, [np.empty(0)])))
+            assert len(expected) > 10, (column, level)
+            np.testing.assert_array_equal(seconds, expected, err_msg=f"{column} {level}")
+
+
 def test_a_completion_split_between_two_chunks_counts_once(queue: QueueService) -> None:
     job_id = queue.add_job({"priority": 2})
 

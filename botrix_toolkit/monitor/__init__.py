@@ -9,7 +9,8 @@ Layer ``monitor`` (beside ``sim``; imports core, server and frames only).
 - ``maintenance``: compaction (atomic folder exchange) and retention.
 - ``backfill.write_recording``: a saved recording into a history folder.
 - ``metrics.MonitorMetrics``: Prometheus metrics (``start_metrics`` for the service);
-  ``job_tracker`` counts event chunks exactly as ``analysis.throughput``;
+  ``job_tracker`` counts event chunks exactly as ``analysis.throughput``
+  (``followed_jobs`` keeps its jobs between chunks);
   ``exposition`` builds what a scrape shows.
 
 The layout and schemas are in ``frames.dataset_layout``, the per-minute rollups in

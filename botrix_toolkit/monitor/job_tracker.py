@@ -7,9 +7,10 @@ boundary may fall anywhere: between the ``status_updated(completed)`` and the
 and the ``job_added`` that makes it a requeue. So the tracker keeps, per job
 still in play, the one or two rows that decide how its next rows read (its
 last state and its last step) and puts them in front of the job's rows in
-the next chunk before ``analysis.classify_events`` reads them; those rows
-are never counted twice. A failure that is a chunk's last step of its job
-waits for the job's next step to tell a final failure from a requeue.
+the next chunk before ``analysis.classify_codes`` (the array form of
+``classify_events``) reads them; those rows are never counted twice. A
+failure that is a chunk's last step of its job waits for the job's next step
+to tell a final failure from a requeue.
 
 It also pairs each attempt's add, claim and end across chunks, as
 ``analysis.latency`` does, for the wait and run times, and knows when each
@@ -20,21 +21,33 @@ followed (past that, new jobs are counted but not followed: their priority
 is unknown and their times are not measured; a job whose next step decides
 how its last one counts is kept a chunk longer, so the counts stay exact)
 and the last ``FINISHED_KEPT`` finished ones.
+
+A chunk is read as arrays: text as codes, each job's rows grouped by one
+stable sort (``analysis.JobRows``), the followed jobs as parallel arrays
+(``followed_jobs``); no Python runs per row, and per job only to find it by id.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from botrix_toolkit.frames.analysis import PRIORITY_LEVELS, classify_events, priority_label
+from botrix_toolkit.frames.analysis import (
+    ADD_KINDS,
+    PRIORITY_LEVELS,
+    JobRows,
+    RowClasses,
+    TextCodes,
+    classify_codes,
+    event_times_ns,
+    priority_label,
+    require_columns,
+)
+from botrix_toolkit.monitor.followed_jobs import NO_TIME, OPEN, UNFILED, FollowedJobs
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +56,13 @@ COUNTED_KINDS: tuple[str, ...] = ("added", "started", "completed", "failed", "ca
 #: The priority label of a job whose add the tracker did not see.
 UNKNOWN_PRIORITY = "unknown"
 PRIORITY_LABELS: tuple[str, ...] = (*PRIORITY_LEVELS, UNKNOWN_PRIORITY)
-DEFAULT_MAX_OPEN_JOBS = 100_000  # about 50 MB: some 480 bytes per job followed
+DEFAULT_MAX_OPEN_JOBS = 100_000  # about 25 MB: some 250 bytes per job followed, its id included
 # Finished jobs remembered: a completion's two messages may be split between chunks.
 FINISHED_KEPT = 20_000
 _END_STATES = ("completed", "failed", "cancelled")
-_FINAL = frozenset(_END_STATES)
 _NS = 1_000_000_000
+_UNKNOWN_LABEL = PRIORITY_LABELS.index(UNKNOWN_PRIORITY)
+_FAILED = COUNTED_KINDS.index("failed")
 
 
 @dataclass
@@ -65,19 +79,34 @@ class ChunkResult:
     run_s: dict[str, np.ndarray]
 
 
-class _Job:
-    """What the tracker keeps of one job between chunks."""
+@dataclass
+class _Chunk:
+    """A chunk's rows after the rows carried in front of them, as arrays (row: carried then new)."""
 
-    __slots__ = ("rows", "priority", "state", "added_ns", "started_ns", "attempt_open", "deferred_at")
+    job_ids: list[str]  # by job code: the chunk's jobs in order of first appearance
+    slots: np.ndarray  # by job code: its FollowedJobs slot before the chunk, -1 if not followed
+    first_new: int  # rows before it are carried
+    event: np.ndarray  # by row: text codes as received (-1: missing)
+    status: np.ndarray
+    job: np.ndarray  # by row: job code, -1 without a job id
+    time: np.ndarray  # by row: ns since the tracker's epoch as float64 (exact), NaN unknown or carried
+    jobs: JobRows
+    classes: RowClasses
+    priority: np.ndarray  # by row: the priority of its attempt (carried forward from its add)
+    priority_known: np.ndarray
+    label: np.ndarray  # by row: index into PRIORITY_LABELS
+    is_step: np.ndarray  # not the status_updated(pending) an add publishes first
+    last_step: np.ndarray  # the job's last step in the chunk
+    undecided: np.ndarray  # a failure with no later step of its job yet
 
-    def __init__(self) -> None:
-        self.rows: tuple[tuple[str, str | None], ...] = ()  # (event, status) rows to put in front
-        self.priority: int | None = None  # of the current attempt
-        self.state: str | None = None  # pending, running, completed, ...
-        self.added_ns: int | None = None  # the current attempt's add (ns since the epoch)
-        self.started_ns: int | None = None
-        self.attempt_open = False  # added and not ended yet
-        self.deferred_at: float | None = None  # monotonic time its last failure was left undecided
+
+@dataclass
+class _Attempts:
+    """By job code: its last attempt in the chunk (times as in ``_Chunk.time``)."""
+
+    added: np.ndarray
+    started: np.ndarray
+    open: np.ndarray
 
 
 class JobTracker:
@@ -93,11 +122,10 @@ class JobTracker:
         if isinstance(max_open_jobs, bool) or not isinstance(max_open_jobs, int) or max_open_jobs < 1:
             raise ValueError(f"max_open_jobs must be a positive int, got {max_open_jobs!r}")
         self.max_open_jobs = max_open_jobs
-        self._open: dict[str, _Job] = {}
-        self._finished: OrderedDict[str, _Job] = OrderedDict()
-        # (added ns, job id) of jobs seen entering the queue; stale entries are skipped lazily.
-        self._pending_heap: list[tuple[int, str]] = []
-        self._deferred: dict[str, _Job] = {}
+        self._jobs = FollowedJobs()
+        self._text = TextCodes()
+        # Jobs whose last failure is undecided -> monotonic time it was left so; in the order deferred.
+        self._deferred: dict[str, float] = {}
         self.untracked = 0  # times a job was turned away because max_open_jobs were followed
         self._epoch_ns: int | None = None  # times are kept relative to it while computed
 
@@ -105,223 +133,237 @@ class JobTracker:
 
     def observe(self, events: pd.DataFrame) -> ChunkResult:
         """Count one chunk of events; see the class docstring."""
-        counts = pd.DataFrame(0, index=pd.Index(PRIORITY_LABELS, name="priority"),
-                              columns=list(COUNTED_KINDS), dtype="int64")
         if events.empty:
-            return ChunkResult(counts, {}, {})
-        carried = self._carried_rows(events["job_id"])
-        combined = pd.concat([carried, _event_columns(events)], ignore_index=True) if len(carried) else (
-            _event_columns(events))
-        rows = classify_events(combined)
-        first_new = len(carried)
-        is_new = np.arange(len(rows)) >= first_new
-
-        # Each row's attempt priority: its job_added's (or the carried one), carried forward.
-        own = combined["priority"].astype("Int64").where((rows["event"] == "job_added").to_numpy() | ~is_new)
-        priority = own.groupby(rows["job"].to_numpy(), sort=False).ffill()
-        labelled = priority_label(priority).astype(object).where(priority.notna(), UNKNOWN_PRIORITY)
-        label: np.ndarray = labelled.fillna(UNKNOWN_PRIORITY).to_numpy()
-
-        is_update = (rows["event"] == "status_updated").to_numpy()
-        is_step = ~(is_update & (rows["status"] == "pending").to_numpy())
-        step_positions = np.flatnonzero(is_step)
-        last_step = np.zeros(len(rows), dtype=bool)
-        last_step[pd.Series(step_positions).groupby(rows["job"].to_numpy()[step_positions]).max().to_numpy()] = True
-
-        state = rows["state"]
-        transition = rows["transition"].to_numpy()
-        requeue_failure = rows["requeue_failure"].to_numpy()
-        failed = transition & (state == "failed").to_numpy() & ~requeue_failure
-        # A failure with no later step of its job yet: undecided until the next chunk.
-        undecided = failed & last_step
-        flags = {
-            "added": (rows["add_kind"] == "added").to_numpy(),
-            "started": transition & (state == "running").to_numpy(),
-            "completed": transition & (state == "completed").to_numpy(),
-            "failed": failed & ~undecided,
-            "cancelled": transition & (state == "cancelled").to_numpy(),
-            "requeued": (rows["add_kind"] == "requeued").to_numpy(),
-            "recovered": (rows["add_kind"] == "recovered").to_numpy(),
-        }
-        for kind, flag in flags.items():
-            hits = pd.Series(label[flag & is_new]).value_counts()
-            counts.loc[hits.index, kind] += hits.to_numpy()
-
-        # Failures left undecided by the chunk before: decided once the job takes another step.
-        if self._deferred:
-            job_ids = rows["job_id"].to_numpy(dtype=object)
-            decided = ~is_new & is_step & ~last_step & np.isin(job_ids, list(self._deferred))
-            for position in np.flatnonzero(decided):
-                job = self._deferred.pop(job_ids[position])
-                job.deferred_at = None
-                if not requeue_failure[position]:
-                    _count_one(counts, str(label[position]), "failed")
-
-        codes, uniques = pd.factorize(rows["job_id"])  # the same codes as rows["job"]
-        job_ids = np.asarray(uniques, dtype=object)
-        wait_s, run_s, attempts = self._attempt_times(rows, codes, job_ids, first_new, priority, label)
-        self._remember(rows, codes, job_ids, combined, is_step, undecided, priority, attempts)
+            return ChunkResult(_counts_frame(np.zeros((len(COUNTED_KINDS), len(PRIORITY_LABELS)))), {}, {})
+        chunk = self._read(events)
+        counts = self._count(chunk)
+        wait_s, run_s, attempts = self._attempt_times(chunk)
+        self._remember(chunk, attempts)
         return ChunkResult(counts, wait_s, run_s)
 
-    def _lookup(self, job_id: str) -> _Job | None:
-        job = self._open.get(job_id)
-        return job if job is not None else self._finished.get(job_id)
+    def _read(self, events: pd.DataFrame) -> _Chunk:
+        """The chunk as codes, each followed job's carried rows in front, read by the rule."""
+        require_columns(events, ("event", "job_id", "status"), "events")
+        codes = self._text.code
+        new_job, uniques = pd.factorize(events["job_id"].astype("str"))
+        job_ids: list[str] = np.asarray(uniques, dtype=object).tolist()
+        slots = self._jobs.find(job_ids)
+        carried_job, carried_slot, carried_index = self._carried_rows(slots)
+        first_new = len(carried_job)
+        event = np.concatenate([self._jobs.row_event[carried_slot, carried_index], self._text.encode(events["event"])])
+        status = np.concatenate([self._jobs.row_status[carried_slot, carried_index],
+                                 self._text.encode(events["status"])])
+        job = np.concatenate([carried_job, new_job])
+        jobs = JobRows(job)
+        classes = classify_codes(event, status, jobs, self._text)
 
-    def _carried_rows(self, job_ids: pd.Series) -> pd.DataFrame:
-        """The rows kept of the chunk's jobs seen before, to go in front of the chunk."""
-        events, ids, statuses, priorities = [], [], [], []
-        for job_id in pd.unique(job_ids.dropna().to_numpy(dtype=object)).tolist():
-            job = self._lookup(job_id)
-            if job is None:
-                continue
-            for event, status in job.rows:
-                events.append(event)
-                ids.append(job_id)
-                statuses.append(status)
-                priorities.append(job.priority)
-        return pd.DataFrame({
-            "received_at": pd.Series(pd.NaT, index=range(len(ids)), dtype="datetime64[ns, UTC]"),
-            "event": pd.array(events, dtype="string"),
-            "job_id": pd.array(ids, dtype="string"),
-            "status": pd.array(statuses, dtype="string"),
-            "priority": pd.array(priorities, dtype="Int64"),
-        })
+        # Each row's attempt priority: its job_added's (or the carried one), carried forward.
+        given = events["priority"].astype("Int64")
+        own_priority = np.concatenate([self._jobs.priority[carried_slot], given.to_numpy("int64", na_value=0)])
+        own_known = np.concatenate([self._jobs.priority_known[carried_slot], given.notna().to_numpy()])
+        is_new = np.arange(len(job)) >= first_new
+        own_known &= (event == codes("job_added")) | ~is_new
+        source = jobs.last_marked(own_known)
+        priority_known = source >= 0
+        priority = np.where(priority_known, own_priority[source], 0)
 
-    def _attempt_times(
-        self, rows: pd.DataFrame, codes: np.ndarray, job_ids: np.ndarray, first_new: int, priority: pd.Series,
-        label: np.ndarray,
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame]:
+        is_step = ~((event == codes("status_updated")) & (classes.status == codes("pending")))
+        last_step = is_step & (jobs.next_marked(is_step) < 0)
+        failed = classes.transition & (classes.state == codes("failed")) & ~classes.requeue_failure
+        return _Chunk(
+            job_ids=job_ids, slots=slots, first_new=first_new, event=event, status=status, job=job,
+            time=np.concatenate([np.full(first_new, np.nan), self._times_since_epoch(events)]),
+            jobs=jobs, classes=classes, priority=priority, priority_known=priority_known,
+            label=_label_codes(priority, priority_known), is_step=is_step, last_step=last_step,
+            undecided=failed & last_step,
+        )
+
+    def _carried_rows(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(job code, slot, index among the job's kept rows) of each row to put in front of the chunk."""
+        followed = np.flatnonzero(slots >= 0)  # in order of first appearance, as the rows come
+        kept = self._jobs.row_count[slots[followed]]
+        index = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+        return np.repeat(followed, kept), np.repeat(slots[followed], kept), index
+
+    def _times_since_epoch(self, events: pd.DataFrame) -> np.ndarray:
+        # float64 holds ns since the tracker's epoch exactly (since the Unix epoch it
+        # would round to 256 ns), and NaN marks a missing time.
+        absolute = event_times_ns(events)
+        missing = absolute == np.iinfo(np.int64).min
+        if self._epoch_ns is None and not missing.all():
+            self._epoch_ns = int(absolute[~missing].min())
+        times = (absolute - (self._epoch_ns or 0)).astype("float64")
+        times[missing] = np.nan
+        return times
+
+    def _count(self, chunk: _Chunk) -> pd.DataFrame:
+        """The chunk's new rows counted by kind and label, and the deferred failures it decides."""
+        classes, codes = chunk.classes, self._text.code
+        changed_to = {state: classes.transition & (classes.state == codes(state))
+                      for state in ("running", "completed", "failed", "cancelled")}
+        flags = {
+            "added": classes.add_kind == ADD_KINDS.index("added"),
+            "started": changed_to["running"],
+            "completed": changed_to["completed"],
+            "failed": changed_to["failed"] & ~classes.requeue_failure & ~chunk.undecided,
+            "cancelled": changed_to["cancelled"],
+            "requeued": classes.add_kind == ADD_KINDS.index("requeued"),
+            "recovered": classes.add_kind == ADD_KINDS.index("recovered"),
+        }
+        new_label = chunk.label[chunk.first_new:]
+        table = np.stack([np.bincount(new_label[flags[kind][chunk.first_new:]], minlength=len(PRIORITY_LABELS))
+                          for kind in COUNTED_KINDS])
+        table[_FAILED] += self._decide_deferred(chunk)
+        return _counts_frame(table)
+
+    def _decide_deferred(self, chunk: _Chunk) -> np.ndarray:
+        """Failures left undecided by the chunks before, decided now that their job took another step.
+
+        Returns the final ones by label; the requeued ones were counted as requeues.
+        """
+        if not self._deferred:
+            return np.zeros(len(PRIORITY_LABELS), dtype=np.int64)
+        deferred_job = np.isin(chunk.slots, self._jobs.find(list(self._deferred)))
+        decided = chunk.is_step & ~chunk.last_step
+        decided[chunk.first_new:] = False  # only a carried step can be a deferred failure
+        decided[:chunk.first_new] &= deferred_job[chunk.job[:chunk.first_new]]
+        for code in chunk.job[decided].tolist():
+            del self._deferred[chunk.job_ids[code]]
+        final = decided & ~chunk.classes.requeue_failure
+        return np.bincount(chunk.label[final], minlength=len(PRIORITY_LABELS))
+
+    def _attempt_times(self, chunk: _Chunk) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], _Attempts]:
         """Wait and run seconds of the attempts claimed or ended in the chunk, as analysis.latency pairs them.
 
         An attempt runs from a job_added to the next; its start is its first
         change to running, its end the first change to completed, failed or
         cancelled, or a job_recovered. Returns the seconds by label and, per
-        job code, its last attempt (added, started: ns since the epoch; open, priority).
+        job code, its last attempt.
         """
-        new = rows.iloc[first_new:]
-        job = codes[first_new:]  # -1: no job id, belongs to no job
-        # Nanoseconds since the tracker's epoch: float64 holds them exactly (since the
-        # Unix epoch it would round to 256 ns), and NaN marks a missing time.
-        absolute = pd.DatetimeIndex(new["time"]).as_unit("ns").asi8
-        missing = new["time"].isna().to_numpy()
-        if self._epoch_ns is None and not missing.all():
-            self._epoch_ns = int(absolute[~missing].min())
-        epoch = self._epoch_ns or 0
-        times = (absolute - epoch).astype("float64")
-        times[missing] = np.nan
-        is_add = (new["event"] == "job_added").to_numpy()
-        attempt = pd.Series(is_add.astype("int64")).groupby(job, sort=False).cumsum().to_numpy()
-        transition, state = new["transition"].to_numpy(), new["state"]
-        starts = transition & (state == "running").to_numpy()
-        ends = (transition & state.isin(_END_STATES).to_numpy()) | (new["event"] == "job_recovered").to_numpy()
-        valid = job >= 0
-        frame = pd.DataFrame({"job": job, "attempt": attempt, "time": times,
-                              "priority": priority.iloc[first_new:].to_numpy(),
-                              "label": label[first_new:]})
-        keys = ["job", "attempt"]
-        table = frame[valid].groupby(keys, sort=False).agg(priority=("priority", "last"), label=("label", "last"))
-        table["added"] = frame[is_add & valid].groupby(keys)["time"].first()
-        table["first_start"] = frame[starts & valid].groupby(keys)["time"].first()
-        table["first_end"] = frame[ends & valid].groupby(keys)["time"].first()
-        table = table.reset_index()
+        classes, codes = chunk.classes, self._text.code
+        rows = np.flatnonzero((np.arange(len(chunk.job)) >= chunk.first_new) & (chunk.job >= 0))
+        is_add = chunk.event == codes("job_added")
+        # An attempt is named by its first row: its add, or the job's first row of the chunk
+        # for the attempt that goes on from the chunks before (attempt 0).
+        last_add = chunk.jobs.last_marked(is_add & (np.arange(len(chunk.job)) >= chunk.first_new))
+        first_row = np.full(len(chunk.job_ids), len(chunk.job))
+        np.minimum.at(first_row, chunk.job[rows], rows)
+        leader = np.where(last_add[rows] >= 0, last_add[rows], first_row[chunk.job[rows]])
+        leaders, group = np.unique(leader, return_inverse=True)  # attempts in order of first appearance
+        attempt_job = chunk.job[leaders]
+        later_attempt = is_add[leaders]
+        last_row = np.full(len(leaders), -1)
+        np.maximum.at(last_row, group, rows)
 
-        # Attempt 0 continues the job's open attempt from the chunks before, if any.
-        carried_added, carried_started = [], []
-        for code, number in zip(table["job"].to_numpy(), table["attempt"].to_numpy()):
-            known = self._open.get(job_ids[code]) if number == 0 else None
-            if known is not None and known.attempt_open:
-                carried_added.append(_since(known.added_ns, epoch))
-                carried_started.append(_since(known.started_ns, epoch))
-            else:
-                carried_added.append(None)
-                carried_started.append(None)
-        carried_added_ns = pd.array(carried_added, dtype="Float64").to_numpy(dtype="float64", na_value=np.nan)
-        carried_started_ns = pd.array(carried_started, dtype="Float64").to_numpy(dtype="float64", na_value=np.nan)
-        in_attempt = (table["attempt"] > 0).to_numpy() | ~np.isnan(carried_added_ns)
-        added = np.where(table["attempt"] > 0, table["added"].to_numpy(), carried_added_ns)
-        first_start = table["first_start"].to_numpy()
-        started = np.where(np.isnan(carried_started_ns), first_start, carried_started_ns)
-        ends_at = table["first_end"].to_numpy()
-        wait = np.where(in_attempt & np.isnan(carried_started_ns), (first_start - added) / _NS, np.nan)
+        def first_time(marked: np.ndarray) -> np.ndarray:
+            """Per attempt, the time of its first marked row with a known time (NaN if none)."""
+            chosen = marked[rows] & ~np.isnan(chunk.time[rows])
+            present, first = np.unique(group[chosen], return_index=True)
+            found = np.full(len(leaders), np.nan)
+            found[present] = chunk.time[rows[chosen][first]]
+            return found
+
+        starts = classes.transition & (classes.state == codes("running"))
+        ends = (classes.transition & np.isin(classes.state, [codes(state) for state in _END_STATES])) | (
+            chunk.event == codes("job_recovered"))
+        first_start, ends_at = first_time(starts), first_time(ends)
+        carried_added, carried_started = self._open_attempts(np.where(later_attempt, -1, chunk.slots[attempt_job]))
+        in_attempt = later_attempt | ~np.isnan(carried_added)
+        added = np.where(later_attempt, chunk.time[leaders], carried_added)
+        started = np.where(np.isnan(carried_started), first_start, carried_started)
+        wait = np.where(in_attempt & np.isnan(carried_started), (first_start - added) / _NS, np.nan)
         run = np.where(in_attempt, (ends_at - started) / _NS, np.nan)
-        labels = table["label"].to_numpy()
-        wait_s = _by_label(wait, labels)
-        run_s = _by_label(run, labels)
+        labels = chunk.label[last_row]
 
-        last = table.assign(added=added, started=started, in_attempt=in_attempt,
-                            open=in_attempt & np.isnan(ends_at))
-        last = last.drop_duplicates("job", keep="last").set_index("job")
-        return wait_s, run_s, last[["added", "started", "open", "priority"]]
+        last_attempt = np.full(len(chunk.job_ids), -1)
+        np.maximum.at(last_attempt, attempt_job, np.arange(len(leaders)))
+        attempts = _Attempts(added=added[last_attempt], started=started[last_attempt],
+                             open=(in_attempt & np.isnan(ends_at))[last_attempt])
+        return _by_label(wait, labels), _by_label(run, labels), attempts
 
-    def _remember(
-        self, rows: pd.DataFrame, codes: np.ndarray, job_ids: np.ndarray, combined: pd.DataFrame,
-        is_step: np.ndarray, undecided: np.ndarray, priority: pd.Series, attempts: pd.DataFrame,
-    ) -> None:
+    def _open_attempts(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(added, started) of the open attempt each slot's job left off with (NaN: none, unknown; -1: no slot)."""
+        jobs, epoch = self._jobs, self._epoch_ns or 0
+        slot = np.maximum(slots, 0)
+        going_on = (slots >= 0) & (jobs.where[slot] == OPEN) & jobs.attempt_open[slot]
+
+        def since_epoch(ns: np.ndarray) -> np.ndarray:
+            known = going_on & (ns[slot] != NO_TIME)
+            return np.where(known, (np.where(known, ns[slot], epoch) - epoch).astype("float64"), np.nan)
+
+        return since_epoch(jobs.added_ns), since_epoch(jobs.started_ns)
+
+    def _remember(self, chunk: _Chunk, attempts: _Attempts) -> None:
         """Keep, per job of the chunk, its last state row and last step row, its attempt and its state."""
-        count = len(job_ids)
-        positions = np.arange(len(rows))
-        has_state = rows["state"].notna().to_numpy()
-        last_state_at = _last_position(codes, positions, has_state, count)
-        last_step_at = _last_position(codes, positions, is_step, count)
-        # The rows to keep, as (event, status) pairs of shared strings: one or two per job.
-        event, status, state = _shared_text(combined["event"]), _shared_text(combined["status"]), _shared_text(
-            rows["state"])
-        first_at = np.where((last_state_at >= 0) & (last_state_at < last_step_at), last_state_at, last_step_at)
-        first_at = np.where(first_at < 0, last_state_at, first_at)
-        second_at = np.where((last_state_at >= 0) & (last_step_at >= 0) & (last_state_at != last_step_at),
-                             np.maximum(last_state_at, last_step_at), -1)
-        first_rows = list(zip(event[first_at].tolist(), status[first_at].tolist()))
-        second_rows = list(zip(event[second_at].tolist(), status[second_at].tolist()))
-        last_state = np.asarray(np.where(last_state_at >= 0, state[last_state_at], None)).tolist()
-        last_priority = priority.groupby(codes).last().reindex(range(count)).astype("Float64")
-        attempts = attempts.reindex(range(count))
-        undecided_jobs = set(rows["job_id"][undecided].dropna())
-        now, epoch = time.monotonic(), self._epoch_ns or 0
-        lookup, place, heap = self._lookup, self._place, self._pending_heap
-        for job_id, first, second, has_second, job_state, prio, added, started, attempt_open in zip(
-            job_ids.tolist(), first_rows, second_rows, (second_at >= 0).tolist(), last_state,
-            last_priority.to_numpy(dtype="float64", na_value=np.nan).tolist(),
-            attempts["added"].to_numpy(dtype="float64").tolist(),
-            attempts["started"].to_numpy(dtype="float64").tolist(),
-            attempts["open"].to_numpy(dtype=object).tolist(),
-        ):
-            job = lookup(job_id)
-            if job is None:
-                job = _Job()
-            job.rows = (first, second) if has_second else (first,)
-            job.priority = int(prio) if prio == prio else None  # NaN: unknown
-            if job_state is not None:
-                job.state = job_state
-            if attempt_open is True or attempt_open is False:
-                if added == added and job.added_ns != int(added) + epoch:
-                    job.added_ns = int(added) + epoch
-                    if attempt_open:
-                        heapq.heappush(heap, (job.added_ns, job_id))
-                job.started_ns = int(started) + epoch if started == started else None
-                job.attempt_open = attempt_open
-            if job_id in undecided_jobs:
-                job.deferred_at = now
-                self._deferred[job_id] = job
-            place(job_id, job)
+        jobs, count, epoch = self._jobs, len(chunk.job_ids), self._epoch_ns or 0
+        last_state_at = _last_position(chunk.job, chunk.classes.state >= 0, count)
+        last_step_at = _last_position(chunk.job, chunk.is_step, count)
+        # Each row is a step or a state row, so every job has a first row to keep.
+        both = (last_state_at >= 0) & (last_step_at >= 0)
+        first_at = np.where(both, np.minimum(last_state_at, last_step_at), np.maximum(last_state_at, last_step_at))
+        second_at = np.where(both & (last_state_at != last_step_at), np.maximum(last_state_at, last_step_at), -1)
+        has_second = second_at >= 0
+        last_at = _last_position(chunk.job, np.ones(len(chunk.job), dtype=bool), count)
 
-    def _place(self, job_id: str, job: _Job) -> None:
-        """File a job as open (queued, running or undecided) or finished."""
-        finished = job.state in _FINAL and job.deferred_at is None and not job.attempt_open
-        if finished:
-            self._open.pop(job_id, None)
-            self._finished[job_id] = job
-            self._finished.move_to_end(job_id)
-            while len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
-            return
-        self._finished.pop(job_id, None)
+        slots = chunk.slots.copy()
+        followed = slots >= 0
+        slots[~followed] = jobs.take([chunk.job_ids[code] for code in np.flatnonzero(~followed).tolist()])
+        jobs.row_event[slots, 0], jobs.row_status[slots, 0] = chunk.event[first_at], chunk.status[first_at]
+        jobs.row_event[slots, 1] = np.where(has_second, chunk.event[second_at], -1)
+        jobs.row_status[slots, 1] = np.where(has_second, chunk.status[second_at], -1)
+        jobs.row_count[slots] = 1 + has_second
+        jobs.priority[slots], jobs.priority_known[slots] = chunk.priority[last_at], chunk.priority_known[last_at]
+        has_state = last_state_at >= 0
+        jobs.state[slots[has_state]] = chunk.classes.state[last_state_at[has_state]]
+        added_known = ~np.isnan(attempts.added)
+        jobs.added_ns[slots[added_known]] = attempts.added[added_known].astype(np.int64) + epoch
+        started_known = ~np.isnan(attempts.started)
+        jobs.started_ns[slots] = NO_TIME
+        jobs.started_ns[slots[started_known]] = attempts.started[started_known].astype(np.int64) + epoch
+        jobs.attempt_open[slots] = attempts.open
+
+        # As the rows came: the jobs followed before (their carried rows lead), then the new ones.
+        order = np.concatenate([np.flatnonzero(followed), np.flatnonzero(~followed)])
+        undecided = np.zeros(count, dtype=bool)
+        undecided[chunk.job[chunk.undecided & (chunk.job >= 0)]] = True
+        now = time.monotonic()
+        for code in order[undecided[order]].tolist():
+            self._deferred[chunk.job_ids[code]] = now
+        self._file(slots[order], was_open=jobs.where[slots[order]] == OPEN)
+
+    def _file(self, slots: np.ndarray, was_open: np.ndarray) -> None:
+        """File jobs, in this order, as open (queued, running or undecided) or finished."""
+        jobs, codes = self._jobs, self._text.code
+        deferred = np.isin(slots, jobs.find(list(self._deferred)))
+        finished = np.isin(jobs.state[slots], [codes(state) for state in _END_STATES]) & ~deferred & (
+            ~jobs.attempt_open[slots])
         # Past the limit a job is turned away, unless its next step decides how a
         # step already seen counts (an undecided failure, a recovery): counting stays exact.
-        if job_id not in self._open and len(self._open) >= self.max_open_jobs and not (
-                job.deferred_at is not None or any(event == "job_recovered" for event, _ in job.rows)):
-            self.untracked += 1
-            return
-        self._open[job_id] = job
+        recovering = (jobs.row_event[slots] == codes("job_recovered")).any(axis=1)
+        admitted = self._admit(was_open, finished, deferred | recovering)
+        jobs.where[slots[~finished & admitted]] = OPEN
+        turned_away = slots[~finished & ~admitted]
+        self.untracked += len(turned_away)
+        jobs.release(turned_away)
+        jobs.file_finished(slots[finished], FINISHED_KEPT)
+
+    def _admit(self, was_open: np.ndarray, finished: np.ndarray, exempt: np.ndarray) -> np.ndarray:
+        """Which of the jobs filed in this order are open after it: the limit holds for those not open before."""
+        staying = ~finished & was_open
+        arriving = ~finished & ~was_open
+        open_now = self._jobs.count(OPEN)
+        if open_now + np.count_nonzero(arriving) <= self.max_open_jobs:
+            return staying | arriving
+        # Near the limit the order matters: a job finishing makes room for the jobs after it.
+        admitted = staying.copy()
+        for index, (arrives, leaves, free_pass) in enumerate(
+                zip(arriving.tolist(), (finished & was_open).tolist(), exempt.tolist())):
+            if leaves:
+                open_now -= 1
+            elif arrives and (open_now < self.max_open_jobs or free_pass):
+                admitted[index] = True
+                open_now += 1
+        return admitted
 
     # -- decisions that need no new chunk --------------------------------------
 
@@ -333,17 +375,17 @@ class JobTracker:
         counts a failure with no later step the same way. Returns the counts
         (as ``ChunkResult.counts``).
         """
-        counts = pd.DataFrame(0, index=pd.Index(PRIORITY_LABELS, name="priority"),
-                              columns=list(COUNTED_KINDS), dtype="int64")
+        table = np.zeros((len(COUNTED_KINDS), len(PRIORITY_LABELS)), dtype=np.int64)
         cutoff = time.monotonic() - older_than_s
-        for job_id, job in list(self._deferred.items()):
-            if job.deferred_at is not None and job.deferred_at <= cutoff:
-                job.deferred_at = None
+        jobs = self._jobs
+        for job_id, deferred_at in list(self._deferred.items()):
+            if deferred_at <= cutoff:
                 del self._deferred[job_id]
-                _count_one(counts, _label_of(job.priority), "failed")
-                self._open.pop(job_id, None)
-                self._place(job_id, job)
-        return counts
+                slot = jobs.find([job_id])
+                table[_FAILED, _label_codes(jobs.priority[slot], jobs.priority_known[slot])] += 1
+                jobs.where[slot] = UNFILED  # leaves the open jobs, then is filed again
+                self._file(slot, was_open=np.zeros(1, dtype=bool))
+        return _counts_frame(table)
 
     # -- pending jobs ----------------------------------------------------------
 
@@ -353,92 +395,78 @@ class JobTracker:
         ``since_ns``: when each entered the queue (None: unknown, not followed).
         Jobs already followed are left as they are. Returns how many were added.
         """
-        added = 0
+        jobs = self._jobs
+        room = self.max_open_jobs - jobs.count(OPEN)
+        chosen: dict[str, tuple[int, int]] = {}
         for job_id, priority, since in zip(job_ids, priorities, since_ns):
-            if since is None or self._lookup(job_id) is not None:
+            if since is None or job_id in chosen or job_id in jobs:
                 continue
-            if len(self._open) >= self.max_open_jobs:
+            if len(chosen) >= room:
                 self.untracked += 1
                 continue
-            job = _Job()
-            job.rows = (("job_added", "pending"),)
-            job.priority, job.state, job.added_ns, job.attempt_open = int(priority), "pending", int(since), True
-            self._open[job_id] = job
-            heapq.heappush(self._pending_heap, (job.added_ns, job_id))
-            added += 1
-        return added
+            chosen[job_id] = (int(priority), int(since))
+        slots = jobs.take(list(chosen))
+        priority_and_since = np.array(list(chosen.values()), dtype=np.int64).reshape(-1, 2)
+        jobs.row_event[slots, 0], jobs.row_status[slots, 0] = self._text.code("job_added"), self._text.code("pending")
+        jobs.row_count[slots] = 1
+        jobs.priority[slots], jobs.priority_known[slots] = priority_and_since[:, 0], True
+        jobs.state[slots] = self._text.code("pending")
+        jobs.added_ns[slots] = priority_and_since[:, 1]
+        jobs.attempt_open[slots] = True
+        jobs.where[slots] = OPEN
+        return len(slots)
 
     def oldest_pending(self, n: int) -> list[tuple[str, int]]:
         """Up to ``n`` (job id, added ns) of the followed queued jobs, oldest first."""
-        heap = self._pending_heap
-        found: list[tuple[str, int]] = []
-        kept: list[tuple[int, str]] = []
-        while heap and len(found) < n:
-            added_ns, job_id = heapq.heappop(heap)
-            job = self._open.get(job_id)
-            if job is None or job.added_ns != added_ns or job.state != "pending" or not job.attempt_open:
-                continue  # claimed, ended or re-added since: a stale entry
-            found.append((job_id, added_ns))
-            kept.append((added_ns, job_id))
-        for entry in kept:
-            heapq.heappush(heap, entry)
-        if len(heap) > 2 * len(self._open) + 1024:
-            self._pending_heap = [(j.added_ns, i) for i, j in self._open.items()
-                                  if j.state == "pending" and j.attempt_open and j.added_ns is not None]
-            heapq.heapify(self._pending_heap)
-        return found
+        if n <= 0:
+            return []
+        jobs = self._jobs
+        slots = np.flatnonzero((jobs.where == OPEN) & (jobs.state == self._text.code("pending"))
+                               & jobs.attempt_open & (jobs.added_ns != NO_TIME))
+        if len(slots) > n:  # the n oldest and any tied with the last of them
+            slots = slots[jobs.added_ns[slots] <= np.partition(jobs.added_ns[slots], n - 1)[n - 1]]
+        oldest = sorted(zip(jobs.added_ns[slots].tolist(), jobs.ids[slots].tolist()))[:n]
+        return [(job_id, added_ns) for added_ns, job_id in oldest]
 
     def forget_pending(self, job_ids: list[str]) -> None:
         """Stop following jobs found gone from the queue (their claim was missed, e.g. in a gap)."""
+        slots = self._jobs.find(list(dict.fromkeys(job_ids)))
+        slots = slots[slots >= 0]
+        self._jobs.release(slots[self._jobs.where[slots] == OPEN])
         for job_id in job_ids:
-            job = self._open.pop(job_id, None)
-            if job is not None and job.deferred_at is not None:
-                self._deferred.pop(job_id, None)
+            self._deferred.pop(job_id, None)  # an undecided job is always open
 
     @property
     def followed(self) -> int:
         """Queued and running jobs followed now."""
-        return len(self._open)
+        return self._jobs.count(OPEN)
 
 
-def _event_columns(events: pd.DataFrame) -> pd.DataFrame:
-    columns = [c for c in ("received_at", "timestamp", "event", "job_id", "status", "priority") if c in events]
-    return events[columns].reset_index(drop=True)
+def _counts_frame(table: np.ndarray) -> pd.DataFrame:
+    """``ChunkResult.counts`` from a (kind, label) table."""
+    return pd.DataFrame(table.T.astype(np.int64), index=pd.Index(PRIORITY_LABELS, name="priority"),
+                        columns=list(COUNTED_KINDS))
 
 
-def _count_one(counts: pd.DataFrame, label: str, kind: str) -> None:
-    cells: Any = counts.at  # pandas-stubs types a cell as any scalar, where this one is an int
-    cells[label, kind] += 1
+def _label_codes(priority: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Each priority's index into PRIORITY_LABELS, levelled by ``analysis.priority_label`` (unknown where not known)."""
+    values, value_of = np.unique(priority[known], return_inverse=True)
+    levels = priority_label(pd.Series(values, dtype="int64")).astype(str).tolist()
+    labels = np.full(len(priority), _UNKNOWN_LABEL, dtype=np.int64)
+    labels[known] = np.array([PRIORITY_LABELS.index(level) for level in levels], dtype=np.int64)[value_of]
+    return labels
 
 
-def _since(ns: int | None, epoch: int) -> int | None:
-    return None if ns is None else ns - epoch
-
-
-def _last_position(codes: np.ndarray, positions: np.ndarray, where: np.ndarray, count: int) -> np.ndarray:
-    """Per job code 0..count-1, the last position where ``where`` holds, or -1."""
+def _last_position(job: np.ndarray, where: np.ndarray, count: int) -> np.ndarray:
+    """Per job code 0..count-1, the last row where ``where`` holds, or -1."""
     last = np.full(count, -1, dtype=np.int64)
-    chosen = where & (codes >= 0)
-    np.maximum.at(last, codes[chosen], positions[chosen])
+    chosen = np.flatnonzero(where & (job >= 0))
+    np.maximum.at(last, job[chosen], chosen)
     return last
 
 
 def _by_label(seconds: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Known seconds (>= 0) of each label, labels in order of first appearance."""
     known = ~np.isnan(seconds) & (seconds >= 0)
-    return {label: seconds[known & (labels == label)] for label in pd.unique(labels[known])}
-
-
-def _label_of(priority: int | None) -> str:
-    if priority is None:
-        return UNKNOWN_PRIORITY
-    return str(priority_label(pd.Series([priority])).iat[0])
-
-
-def _shared_text(column: pd.Series) -> np.ndarray:
-    """The column as an object array of one string object per distinct value (None where missing).
-
-    A job keeps a few of these per row it carries: shared, they cost nothing per job.
-    """
-    codes, uniques = pd.factorize(column)
-    names = np.asarray([str(name) for name in uniques] + [None], dtype=object)
-    return names[codes]  # code -1 (missing) picks the trailing None
+    present, first = np.unique(labels[known], return_index=True)
+    return {PRIORITY_LABELS[label]: seconds[known & (labels == label)] for label in present[np.argsort(first)]}
