@@ -412,7 +412,9 @@ class BackgroundCounting:
 
     def __call__(self, prefix: str, events: pd.DataFrame) -> None:
         if len(events):
-            self._chunks.put((prefix, events))  # waits only when `backlog` chunks are behind
+            # Without the job data (JSON text, most of a chunk's memory): the counters never read it.
+            counted = events.drop(columns=["data"], errors="ignore")
+            self._chunks.put((prefix, counted))  # waits only when `backlog` chunks are behind
 
     def close(self, timeout_s: float = 60.0) -> None:
         self._chunks.put(None)
