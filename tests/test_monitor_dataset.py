@@ -302,10 +302,13 @@ def test_a_job_whose_add_was_not_seen_keeps_a_null_priority_across_batches() -> 
 
 
 def test_parsing_an_arrow_array_in_chunks_gives_the_rows_of_a_list() -> None:
-    payloads = [m for i in range(30) for m in job_life(f"c-{i}", i % 3)] + HOSTILE
+    # Hostile messages between the plain ones, and chunks of uneven sizes:
+    # the chunks are parsed side by side, and the rows must still keep receive order.
+    lives = [job_life(f"c-{i}", i % 3) for i in range(30)]
+    payloads = [m for i, life in enumerate(lives) for m in life + HOSTILE[i:i + 1]] + HOSTILE[30:]
     received = [1_764_281_254_000_000_000 + i * 1000 for i in range(len(payloads))]
-    chunked = pa.chunked_array([pa.array(payloads[:40], type=pa.large_binary()),
-                                pa.array(payloads[40:], type=pa.large_binary())])
+    cuts = [0, 1, 9, 40, 41, 77, 120, len(payloads)]
+    chunked = pa.chunked_array([pa.array(payloads[a:b], type=pa.large_binary()) for a, b in zip(cuts, cuts[1:])])
     events, malformed = event_tables(pd.Series(received).to_numpy(), chunked)
     expected, expected_malformed = event_tables(received, payloads)
     assert events.combine_chunks().equals(expected.combine_chunks())
