@@ -147,6 +147,12 @@ class JobRows:
             running = _shifted(running, 1, -1)
         return self._in_frame_order(running, running >= self._first)
 
+    def last_rows(self) -> np.ndarray:
+        """Whether each row is its job's last (frame order)."""
+        out = np.empty(len(self.order), dtype=bool)
+        out[self.order] = self._sorted == self._last
+        return out
+
     def next_marked(self, marked: np.ndarray) -> np.ndarray:
         """Each row's job's next marked row strictly after the row, or -1."""
         size = len(self.order)

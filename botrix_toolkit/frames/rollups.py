@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from botrix_toolkit.frames.analysis import JobRows
 from botrix_toolkit.frames.dataset_layout import ROLLUP_COUNTS_SCHEMA, ROLLUP_LATENCY_SCHEMA
 
 _US_PER_MINUTE = 60_000_000
@@ -37,10 +38,10 @@ _MINUTE_TYPE = ROLLUP_COUNTS_SCHEMA.field("minute").type  # marks "no open attem
 class RollupBuilder:
     """Turns batches of one queue's events (``EVENTS_SCHEMA`` tables) into closed minutes.
 
-    Vectorised: a batch's rows are grouped by job with one stable sort of
-    their job codes (Arrow's hash), and each job's state before each row is
-    a forward fill done with a running maximum of positions; no Python runs
-    per row or per job.
+    Vectorised: a batch's rows are grouped by job (``analysis.JobRows``, one
+    stable sort of their job codes from Arrow's hash), and each job's state
+    before each row is read from its last marked row before it; no Python
+    runs per row or per job.
     """
 
     def __init__(self) -> None:
@@ -63,7 +64,6 @@ class RollupBuilder:
         """Take in a batch of events, in receive order, after every earlier batch."""
         if events.num_rows == 0:
             return
-        n = events.num_rows
         t = events.column("received_at").cast(pa.int64()).to_numpy()
         minute = t // _US_PER_MINUTE * _US_PER_MINUTE
         event = events.column("event").combine_chunks()
@@ -90,62 +90,37 @@ class RollupBuilder:
         known_added = np.where(in_memory, self._added[slot] if len(self._ids) else _RESET, _RESET)
         known_started = np.where(in_memory, self._started[slot] if len(self._ids) else _RESET, _RESET)
 
-        order = np.argsort(codes, kind="stable")  # each job's rows together, in receive order
-        sorted_codes = codes[order]
-        position = np.arange(n)
-        boundary = np.ones(n, dtype=bool)
-        boundary[1:] = sorted_codes[1:] != sorted_codes[:-1]
-        group_start = np.maximum.accumulate(np.where(boundary, position, 0))
-        code = np.maximum(sorted_codes, 0)
-        with_job = sorted_codes >= 0
-
-        def last_mark(marked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """Per sorted row: position of the job's last marked row up to it, and whether there is one."""
-            last = np.maximum.accumulate(np.where(marked[order], position, -1))
-            return last, (last >= group_start) & with_job
-
-        def before(last: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """The same, for the rows before each row (the job's state the row finds)."""
-            prev = np.empty_like(last)
-            prev[0], prev[1:] = -1, last[:-1]
-            return prev, (prev >= group_start) & with_job & ~boundary
+        jobs_rows = JobRows(codes)  # each job's rows together, in receive order
+        code = np.maximum(codes, 0)
 
         # The job's priority: its last job_added with a priority so far (this batch, else memory).
-        s_priority = priority[order]
-        last, found = last_mark(is_add & priority_given)
-        job_priority = np.where(found, s_priority[np.maximum(last, 0)], known_priority[code])
-        job_priority_given = np.where(found, True, known_priority_given[code]) & with_job
+        last_add = jobs_rows.last_marked(is_add & priority_given)
+        job_priority = np.where(last_add >= 0, priority[last_add], known_priority[code])
+        job_priority_given = np.where(last_add >= 0, True, known_priority_given[code]) & has_job
 
         # Times of the open attempt: an add opens one (a start closes its wait), a start opens
         # the run (an add or an end resets it). The value a row finds is the job's last mark before it.
-        s_t = t[order]
-        added_value = np.where(is_add, t, _RESET)[order]
-        started_value = np.where(is_start, t, _RESET)[order]
-        added_last, added_found = last_mark(is_add | is_start)
-        started_last, started_found = last_mark(is_start | is_add | is_end)
-        prev, prev_found = before(added_last, added_found)
-        added_before = np.where(prev_found, added_value[np.maximum(prev, 0)], known_added[code])
-        prev, prev_found = before(started_last, started_found)
-        started_before = np.where(prev_found, started_value[np.maximum(prev, 0)], known_started[code])
-        added_before = np.where(with_job, added_before, _RESET)
-        started_before = np.where(with_job, started_before, _RESET)
+        opens_wait, opens_run = is_add | is_start, is_start | is_add | is_end
+        added_value = np.where(is_add, t, _RESET)
+        started_value = np.where(is_start, t, _RESET)
+        wait_mark = jobs_rows.last_marked(opens_wait, before=True)
+        run_mark = jobs_rows.last_marked(opens_run, before=True)
+        added_before = np.where(wait_mark >= 0, added_value[wait_mark], known_added[code])
+        started_before = np.where(run_mark >= 0, started_value[run_mark], known_started[code])
+        added_before = np.where(has_job, added_before, _RESET)
+        started_before = np.where(has_job, started_before, _RESET)
 
-        s_minute = minute[order]
-        waits = is_start[order] & (added_before > 0)
-        runs = is_end[order] & (started_before > 0)
+        waits = is_start & (added_before > 0)
+        runs = is_end & (started_before > 0)
         label = pd.array(np.where(job_priority_given, job_priority, 0), dtype="Int64")
         label[~job_priority_given] = pd.NA
-        self._waits.append(pd.DataFrame({"minute": s_minute[waits], "priority": label[waits],
-                                         "seconds": (s_t[waits] - added_before[waits]) / 1e6}))
-        self._runs.append(pd.DataFrame({"minute": s_minute[runs], "priority": label[runs],
-                                        "seconds": (s_t[runs] - started_before[runs]) / 1e6}))
-        row_priority = np.empty(n, dtype=np.int64)
-        row_priority[order] = job_priority
-        row_priority_given = np.empty(n, dtype=bool)
-        row_priority_given[order] = job_priority_given
+        self._waits.append(pd.DataFrame({"minute": minute[waits], "priority": label[waits],
+                                         "seconds": (t[waits] - added_before[waits]) / 1e6}))
+        self._runs.append(pd.DataFrame({"minute": minute[runs], "priority": label[runs],
+                                        "seconds": (t[runs] - started_before[runs]) / 1e6}))
         counted = pa.table({
             "minute": minute, "event": event,
-            "priority": pa.array(row_priority, mask=~row_priority_given),
+            "priority": pa.array(job_priority, mask=~job_priority_given),
         }).group_by(["minute", "event", "priority"]).aggregate([([], "count_all")])
         self._counts.append(pd.DataFrame({  # one row per minute, event and priority: a few
             "minute": counted.column("minute").to_numpy(),
@@ -154,17 +129,13 @@ class RollupBuilder:
             "count": counted.column("count_all").to_numpy(),
         }))
 
-        # Remember each job's state after this batch; jobs whose last step ended them leave.
-        last_row = np.ones(n, dtype=bool)
-        last_row[:-1] = boundary[1:]
-        last_row &= with_job
-        added_now = np.where(added_found, added_value[np.maximum(added_last, 0)], known_added[code])
-        started_now = np.where(started_found, started_value[np.maximum(started_last, 0)], known_started[code])
-        keep = last_row & ~is_end[order]
+        # Remember each job's state after its last row here; jobs whose last step ended them leave.
+        added_now = np.where(opens_wait, added_value, added_before)
+        started_now = np.where(opens_run, started_value, started_before)
+        keep = jobs_rows.last_rows() & has_job & ~is_end
         stay = pc.invert(pc.is_in(self._ids, value_set=jobs)).to_numpy(zero_copy_only=False) \
             if len(self._ids) else np.zeros(0, dtype=bool)
-        kept_codes = code[keep]
-        self._ids = pa.concat_arrays([self._ids.filter(pa.array(stay)), jobs.take(pa.array(kept_codes))])
+        self._ids = pa.concat_arrays([self._ids.filter(pa.array(stay)), jobs.take(pa.array(code[keep]))])
         self._priority = np.concatenate([self._priority[stay], np.where(job_priority_given, job_priority, 0)[keep]])
         self._priority_known = np.concatenate([self._priority_known[stay], job_priority_given[keep]])
         self._added = np.concatenate([self._added[stay], added_now[keep]])
