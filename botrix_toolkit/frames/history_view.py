@@ -277,8 +277,9 @@ def activity_range(folder: str | Path | None, prefix: str, start: pd.Timestamp, 
             stored_rows = len(counts.minute_ns)
             trend = _latency_rows(_stored_latency(folder, prefix, start, split))
             if live is not None and not live.empty:
-                counts = counts.plus(_live_count_rows(live))
-                trend = trend.plus(_latency_rows(_live_latency(live)))
+                live_counts, live_latency = _live_rollups(live)
+                counts = counts.plus(_count_rows(live_counts))
+                trend = trend.plus(_latency_rows(_minute_latency(live_latency)))
             throughput = counts.binned(_bins(start, end, step), step)
             latency = trend.binned(start.floor(step), step)
     except (OSError, pa.ArrowException) as exc:
@@ -314,7 +315,7 @@ def event_counts(folder: str | Path, prefix: str, start: pd.Timestamp, end: pd.T
     if source == "rollups":
         counts = _stored_count_rows(folder, prefix, start, end).per_minute()
     else:
-        counts = _live_count_rows(_stored_events(folder, prefix, start, end)).per_minute()
+        counts = _raw_count_rows(_stored_events(folder, prefix, start, end)).per_minute()
     counts = counts.loc[counts.sum(axis=1) > 0]
     counts = counts.reindex(columns=sorted(counts.columns)).astype("int64")
     counts.columns = pd.Index([str(c) for c in counts.columns])
@@ -487,14 +488,12 @@ def _window(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.
     return events.loc[((received >= start) & (received < end)).to_numpy()].reset_index(drop=True)
 
 
-def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
-    """Per-minute wait and run quantiles of live events, by the monitor's own ``RollupBuilder``.
+def _live_rollups(events: pd.DataFrame) -> tuple[pa.Table, pa.Table]:
+    """The ``rollup_counts`` and ``rollup_latency`` tables of live events, by the monitor's own ``RollupBuilder``.
 
     The live minutes are measured exactly as the stored ones were, so a range
     reads the same whichever side of the split a minute falls on.
     """
-    if events.empty:
-        return _empty_minute_latency()
     builder = RollupBuilder()
     builder.add(pa.table({
         "received_at": pa.array(_ns(events["received_at"]) // 1000).cast(_US_TYPE),
@@ -503,8 +502,7 @@ def _live_latency(events: pd.DataFrame) -> pd.DataFrame:
         "status": pa.array(events["status"], type=pa.string()),
         "priority": pa.array(events["priority"], type=pa.int64()),
     }))
-    _, latency = builder.close(None)
-    return _minute_latency(latency)
+    return builder.close(None)
 
 
 # -- binning, in numpy ------------------------------------------------------------------------------
@@ -552,7 +550,15 @@ class _CountRows:
 def _stored_count_rows(folder: str | Path | None, prefix: str, start: pd.Timestamp, end: pd.Timestamp) -> _CountRows:
     if folder is None or not end > start:
         return _no_count_rows()
-    table = ROLLUP_FILES.read(Path(folder), "rollup_counts", prefix, start.ceil("min"), end)
+    return _count_rows(ROLLUP_FILES.read(Path(folder), "rollup_counts", prefix, start.ceil("min"), end))
+
+
+def _count_rows(table: pa.Table) -> _CountRows:
+    """``rollup_counts`` rows (minute, event, count; any other column ignored) as arrays.
+
+    Rows without an event name are left out, as ``_raw_count_rows`` leaves out such events.
+    """
+    table = table.filter(pc.is_valid(table.column("event")))
     if table.num_rows == 0:
         return _no_count_rows()
     events = pc.dictionary_encode(table.column("event").combine_chunks())
@@ -565,8 +571,8 @@ def _stored_count_rows(folder: str | Path | None, prefix: str, start: pd.Timesta
                       table.column("count").to_numpy(), tuple(sorted(names)))
 
 
-def _live_count_rows(events: pd.DataFrame) -> _CountRows:
-    """One row per live event, in its minute of receive time (as the monitor's rollups count)."""
+def _raw_count_rows(events: pd.DataFrame) -> _CountRows:
+    """One row per raw event, in its minute of receive time: the rollups' counts, counted apart."""
     received = _ns(events["received_at"])
     codes, names = pd.factorize(events["event"].astype("string"), sort=True)
     keep = codes >= 0
@@ -613,7 +619,7 @@ class _LatencyRows:
 
 
 def _latency_rows(minutes: pd.DataFrame) -> _LatencyRows:
-    """Arrays of per-minute latency rows (``_stored_latency``/``_live_latency``), unknown priorities left out."""
+    """Arrays of per-minute latency rows (``_minute_latency``'s frame), unknown priorities left out."""
     rows = minutes[minutes["priority"].notna() & (minutes["count"] > 0)]
     priority = rows["priority"].to_numpy(dtype="int64")
     return _LatencyRows({
