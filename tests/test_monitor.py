@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from rich.console import Console
 
+from botrix_toolkit.cli.bench import monitor_cpu_table
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.frames import analysis
 from botrix_toolkit.frames.dataset_layout import queue_dir, state_path
@@ -177,6 +179,17 @@ def test_the_monitor_benchmark_writes_every_event_it_was_sent(redis_url: str) ->
     assert result["sent"] > 0
     assert result["written"] == result["received"] == result["sent"] and result["lost"] == 0
     assert 0 < result["compacted_bytes_per_million"] <= result["bytes_per_million"]
+    # Where the CPU went, per event written: the threads that receive and write, and the server.
+    cpu = result["cpu_us_per_event"]
+    assert cpu["botrix-monitor-flush"] > 0 and cpu["botrix-event-recorder"] > 0 and cpu["server"] > 0
+    assert "MainThread" not in cpu
+    # As `botrix bench --only monitor` prints it: a row per thread name, a column per run.
+    console = Console(width=200, record=True)
+    console.print(monitor_cpu_table({"first run": result, "second run": {"cpu_us_per_event": {"server": 1.5}}}))
+    rows = {cells[0]: cells[1:] for line in console.export_text().splitlines()
+            if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 3}
+    assert rows["botrix-monitor-flush"] == [f"{cpu['botrix-monitor-flush']:.2f}", "0.00"]
+    assert rows["server"] == [f"{cpu['server']:.2f}", "1.50"]
 
 
 def test_the_monitor_benchmark_with_metrics_counts_every_event_a_scrape_shows(redis_url: str) -> None:

@@ -6,7 +6,8 @@ a ``MonitorService`` records the channel into a fresh history folder. The
 result counts the messages sent, received by the recorder and written to the
 dataset (read back from the folder, not from a counter), the rates over the
 time from the publisher's start to the last row on disk, and the disk used per
-million events as flushed and after compaction. With ``metrics``, the
+million events as flushed and after compaction, and where the CPU went:
+the monitor's threads and the server, in µs per event written. With ``metrics``, the
 service also counts every event for Prometheus as ``botrix monitor
 --metrics-port`` does (its counting thread, in the same process), and the
 result says when the counting caught up and what a scrape then showed.
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from botrix_toolkit.frames.history import open_dataset
@@ -32,6 +34,7 @@ from botrix_toolkit.monitor.maintenance import compact
 from botrix_toolkit.monitor.metrics import BackgroundCounting, metrics_for_service
 from botrix_toolkit.monitor.service import MonitorService
 
+from .cpu_time import cpu_by_thread_name, server_cpu_s, thread_cpu_s
 from .events import flat_out_publisher
 
 _WRITE_TIMEOUT_S = 300.0  # a monitor that has not written everything by then has lost it
@@ -48,7 +51,9 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
     Returns sent, received, written, lost (sent - written), publish_rate,
     write_rate (written per second from the publisher's start to the last
     flush that wrote), files, bytes_per_million (as flushed) and
-    compacted_bytes_per_million; with ``metrics`` also counted (rows the
+    compacted_bytes_per_million, cpu_us_per_event (thread name, and
+    "server", -> µs of CPU per event written, from the publisher's start to
+    the last write); with ``metrics`` also counted (rows the
     metrics counted), count_rate (counted per second, over the same span
     ending when the counting caught up) and scraped_added (the
     ``botrix_jobs_added_total`` a scrape of ``/metrics`` then showed).
@@ -57,6 +62,8 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
     folder = Path(history) if history is not None else Path(tempfile.mkdtemp(prefix="botrix-bench-monitor-"))
     service = MonitorService(url, [prefix], folder, flush_s=flush_s, maintenance_s=3600)
     counting = _start_counting(service) if metrics else None
+    server = redis.Redis.from_url(url)
+    threads_before, server_before = thread_cpu_s(), server_cpu_s(server)
     service.start()
     try:
         with flat_out_publisher(url, f"{prefix}:updates", seconds, 0) as publisher:
@@ -77,7 +84,11 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
             if counting is not None:
                 counted_at = _wait_counted(counting, received)
                 scraped_added = _scraped(counting.metrics.url, "botrix_jobs_added_total", prefix)
+            # Before the stop: its threads end with it.
+            cpu_s = cpu_by_thread_name(threads_before, thread_cpu_s())
+            cpu_s["server"] = server_cpu_s(server) - server_before
     finally:
+        server.close()
         service.stop()
         if counting is not None:
             counting.close()
@@ -104,6 +115,8 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
         "files": files,
         "bytes_per_million": flushed_bytes / written * 1e6 if written else 0.0,
         "compacted_bytes_per_million": compacted_bytes / written * 1e6 if written else 0.0,
+        "cpu_us_per_event": {name: seconds / written * 1e6 if written else 0.0
+                             for name, seconds in sorted(cpu_s.items(), key=lambda item: -item[1])},
     }
     if counting is not None:
         counted_span = max(counted_at - started, published["seconds"])

@@ -120,6 +120,19 @@ def monitor_table(results: dict[str, dict]) -> Table:
     return table
 
 
+def monitor_cpu_table(results: dict[str, dict]) -> Table:
+    """Where the monitor runs' CPU went: a row per thread name (and the server), a column per run."""
+    table = Table(title="botrix monitor: CPU per event written, µs")
+    table.add_column("thread", justify="left")
+    for name in results:
+        table.add_column(name, justify="right")
+    threads = dict.fromkeys(t for r in results.values() for t, us in r["cpu_us_per_event"].items() if us >= 0.005)
+    for thread in threads:
+        table.add_row(thread, *(f"{r['cpu_us_per_event'].get(thread, 0.0):.2f}" for r in results.values()))
+    table.caption = "the monitor's threads by name (a pool's threads summed), and the server's own CPU (INFO cpu)"
+    return table
+
+
 def history_view_table(result: HistoryViewBenchmark) -> Table:
     table = Table(title=f"dashboard 7-day view over {result.events:,} events ({result.files:,} files, "
                         f"{result.disk_mb:,.0f} MB, built in {result.build_s:.0f} s)")
@@ -168,10 +181,12 @@ def run(args: argparse.Namespace) -> int:
             console.print(str(run_cluster_benchmark(args.cluster_url)))
         if "monitor" in sections:
             console.print(f"botrix monitor: {args.monitor_seconds:g} s of flat-out publishing ...")
-            console.print(monitor_table({
+            monitor_runs = {
                 "recording": run_monitor_benchmark(url, args.monitor_seconds),
                 "recording + metrics": run_monitor_benchmark(url, args.monitor_seconds, metrics=True),
-            }))
+            }
+            console.print(monitor_table(monitor_runs))
+            console.print(monitor_cpu_table(monitor_runs))
         if "events" in sections:
             console.print(f"event capture: {args.recorder_seconds:g} s per subscriber ...")
             console.print(recorder_table(run_recorder_benchmark(url, args.recorder_seconds)))
