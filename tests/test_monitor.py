@@ -192,6 +192,15 @@ def test_the_monitor_benchmark_writes_every_event_it_was_sent(redis_url: str) ->
     assert rows["server"] == [f"{cpu['server']:.2f}", "1.50"]
 
 
+def test_the_monitor_benchmarks_backlog_run_writes_everything_in_one_flush(redis_url: str) -> None:
+    from botrix_toolkit.bench.monitor import run_monitor_benchmark
+
+    result = run_monitor_benchmark(redis_url, seconds=0.5, backlog=True)
+    assert result["written"] == result["received"] == result["sent"] > 0 and result["lost"] == 0
+    assert result["files"] <= 2  # one flush: a file per hour partition it touched
+    assert result["write_rate"] > 0 and result["cpu_us_per_event"]["botrix-monitor-flush"] > 0
+
+
 def test_the_monitor_benchmark_with_metrics_counts_every_event_a_scrape_shows(redis_url: str) -> None:
     from botrix_toolkit.bench.monitor import run_monitor_benchmark
 

@@ -7,11 +7,15 @@ result counts the messages sent, received by the recorder and written to the
 dataset (read back from the folder, not from a counter), the rates over the
 time from the publisher's start to the last row on disk, and the disk used per
 million events as flushed and after compaction, and where the CPU went:
-the monitor's threads and the server, in µs per event written. With ``metrics``, the
-service also counts every event for Prometheus as ``botrix monitor
---metrics-port`` does (its counting thread, in the same process), and the
-result says when the counting caught up and what a scrape then showed.
-Prints nothing.
+the monitor's threads and the server, in µs per event written. With
+``metrics``, the service also counts every event for Prometheus as
+``botrix monitor --metrics-port`` does (its counting thread, in the same
+process), and the result says when the counting caught up and what a
+scrape then showed. With ``backlog``, the monitor only records while the
+publisher runs, and once every message is in writes them all in one flush:
+how fast a monitor that fell behind catches up, with the machine's cores
+its own (no publisher, an idle server), which the flat-out run, sharing the
+cores with both, cannot show. Prints nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from .cpu_time import cpu_by_thread_name, server_cpu_s, thread_cpu_s
 from .events import flat_out_publisher
 
 _WRITE_TIMEOUT_S = 300.0  # a monitor that has not written everything by then has lost it
+_NEVER_S = 24 * 3600.0  # a flush interval the backlog run never reaches
 
 
 def _folder_bytes(path: Path) -> int:
@@ -45,12 +50,13 @@ def _folder_bytes(path: Path) -> int:
 
 
 def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
-                          history: str | Path | None = None, metrics: bool = False) -> dict[str, Any]:
+                          history: str | Path | None = None, metrics: bool = False,
+                          backlog: bool = False) -> dict[str, Any]:
     """Publish flat out for ``seconds`` into a monitored queue; see the module docstring.
 
     Returns sent, received, written, lost (sent - written), publish_rate,
     write_rate (written per second from the publisher's start to the last
-    flush that wrote), files, bytes_per_million (as flushed) and
+    flush that wrote; with ``backlog``, over the one flush), files, bytes_per_million (as flushed) and
     compacted_bytes_per_million, cpu_us_per_event (thread name, and
     "server", -> µs of CPU per event written, from the publisher's start to
     the last write); with ``metrics`` also counted (rows the
@@ -60,16 +66,20 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
     """
     prefix = f"botrix:bench:{uuid.uuid4().hex}"
     folder = Path(history) if history is not None else Path(tempfile.mkdtemp(prefix="botrix-bench-monitor-"))
-    service = MonitorService(url, [prefix], folder, flush_s=flush_s, maintenance_s=3600)
-    counting = _start_counting(service) if metrics else None
+    service = MonitorService(url, [prefix], folder, flush_s=_NEVER_S if backlog else flush_s, maintenance_s=3600)
     server = redis.Redis.from_url(url)
     threads_before, server_before = thread_cpu_s(), server_cpu_s(server)
+    counting = _start_counting(service) if metrics else None
     service.start()
     try:
         with flat_out_publisher(url, f"{prefix}:updates", seconds, 0) as publisher:
             published = publisher.wait()
             started = publisher.started
             sent = published["sent"]
+            backlog_flush_cpu_s = 0.0
+            if backlog:
+                started = _wait_received(service, sent)
+                backlog_flush_cpu_s = _flush_on_a_thread(service)
             last_written, last_change = -1, time.perf_counter()
             deadline = time.perf_counter() + _WRITE_TIMEOUT_S
             while time.perf_counter() < deadline:
@@ -86,6 +96,7 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
                 scraped_added = _scraped(counting.metrics.url, "botrix_jobs_added_total", prefix)
             # Before the stop: its threads end with it.
             cpu_s = cpu_by_thread_name(threads_before, thread_cpu_s())
+            cpu_s["botrix-monitor-flush"] = cpu_s.get("botrix-monitor-flush", 0.0) + backlog_flush_cpu_s
             cpu_s["server"] = server_cpu_s(server) - server_before
     finally:
         server.close()
@@ -103,7 +114,7 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
     finally:
         if history is None:
             shutil.rmtree(folder, ignore_errors=True)
-    elapsed = max(finished - started, published["seconds"])
+    elapsed = finished - started if backlog else max(finished - started, published["seconds"])
     measured = {
         "seconds": seconds,
         "sent": sent,
@@ -132,6 +143,30 @@ def _start_counting(service: MonitorService) -> BackgroundCounting:
     counting.metrics.serve("127.0.0.1", 0)
     counting.metrics.start_refreshing()  # the gauges' round trip every few seconds, as in service
     return counting
+
+
+def _wait_received(service: MonitorService, sent: int) -> float:
+    """When the recorder had every message sent (or gave up waiting)."""
+    deadline = time.perf_counter() + _WRITE_TIMEOUT_S
+    while service.health()["events_received"] < sent and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    return time.perf_counter()
+
+
+def _flush_on_a_thread(service: MonitorService) -> float:
+    """``service.flush()`` on a thread of its own, as the service flushes; returns that thread's CPU seconds."""
+    cpu_s: list[float] = []
+
+    def flush() -> None:
+        service.flush()
+        cpu_s.append(time.thread_time())
+
+    thread = threading.Thread(target=flush, name="botrix-monitor-backlog-flush")
+    thread.start()
+    thread.join()
+    if not cpu_s:
+        raise RuntimeError("the backlog flush failed: see the log")
+    return cpu_s[0]
 
 
 def _wait_counted(counting: BackgroundCounting, received: int) -> float:
