@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -313,6 +316,25 @@ def test_parsing_an_arrow_array_in_chunks_gives_the_rows_of_a_list() -> None:
     expected, expected_malformed = event_tables(received, payloads)
     assert events.combine_chunks().equals(expected.combine_chunks())
     assert malformed.combine_chunks().equals(expected_malformed.combine_chunks())
+
+
+def test_a_forked_child_parses_chunks_on_threads_of_its_own() -> None:
+    # The parent's parsing threads do not exist in a forked child: work handed to them would wait forever.
+    payloads = [m for i in range(20) for m in job_life(f"f-{i}", i % 3)]
+    chunked = pa.chunked_array([pa.array(payloads[:50], type=pa.large_binary()),
+                                pa.array(payloads[50:], type=pa.large_binary())])
+    received = [1_764_281_254_000_000_000 + i for i in range(len(payloads))]
+    assert event_tables(received, chunked)[0].num_rows == len(payloads)  # the parent's pool exists now
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which reports by its exit code
+        os._exit(0 if event_tables(received, chunked)[0].num_rows == len(payloads) else 1)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert done[0] == child and os.waitstatus_to_exitcode(done[1]) == 0, "the child's parse hung or failed"
 
 
 def test_rollups_read_back_per_minute(tmp_path: Path) -> None:

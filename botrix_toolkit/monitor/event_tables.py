@@ -82,6 +82,10 @@ def _parse_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(cores, _MAX_PARSE_THREADS), thread_name_prefix="botrix-event-parse")
 
 
+if hasattr(os, "register_at_fork"):  # a forked child has none of the pool's threads: it makes its own
+    os.register_at_fork(after_in_child=_parse_pool.cache_clear)
+
+
 def _chunk_tables(received_us: np.ndarray, raw: pa.Array) -> tuple[pa.Table, pa.Table]:
     layout: _Layout | None = None
     try:
