@@ -139,16 +139,15 @@ class ReplySplitter:
             # Compared as one fixed-width byte string per row: a memcmp each, not a byte array.
             headed = np.ascontiguousarray(rows[:, :width]).view(f"S{width}")[:, 0] == self.header
             starts, rows = starts[headed], rows[headed, width:]
-            digits = rows.astype(np.int64) - ord("0")
-            is_digit = (digits >= 0) & (digits <= 9)
-            count = np.argmin(is_digit, axis=1)  # digits before the CR
+            digits = rows - np.uint8(ord("0"))  # bytes below "0" wrap around past 9
+            count = np.argmin(digits <= 9, axis=1)  # digits before the CR
             at = np.arange(len(rows))
             whole = ((count > 0) & (count <= _MAX_LENGTH_DIGITS)
                      & (rows[at, count] == ord("\r")) & (rows[at, count + 1] == ord("\n")))
             if not whole.all():
                 return None
             length = np.zeros(len(rows), dtype=np.int64)
-            for column in range(_MAX_LENGTH_DIGITS):
+            for column in range(int(count.max(initial=0))):  # as many columns as the longest length has
                 length = np.where(column < count, length * 10 + digits[:, column], length)
             payload = starts + width + count + 2
             stops = payload + length
