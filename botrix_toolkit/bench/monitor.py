@@ -56,13 +56,14 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
 
     Returns sent, received, written, lost (sent - written), publish_rate,
     write_rate (written per second from the publisher's start to the last
-    flush that wrote; with ``backlog``, over the one flush), files, bytes_per_million (as flushed) and
-    compacted_bytes_per_million, cpu_us_per_event (thread name, and
-    "server", -> µs of CPU per event written, from the publisher's start to
-    the last write); with ``metrics`` also counted (rows the
-    metrics counted), count_rate (counted per second, over the same span
-    ending when the counting caught up) and scraped_added (the
-    ``botrix_jobs_added_total`` a scrape of ``/metrics`` then showed).
+    flush that wrote; with ``backlog``, over the one flush), files,
+    bytes_per_million (as flushed), compacted_bytes_per_million and
+    cpu_us_per_event (thread name, and "server", -> µs of CPU per event
+    written, from the publisher's start to the last write); with
+    ``metrics`` also counted (rows the metrics counted), count_rate (counted
+    per second, over the same span ending when the counting caught up) and
+    scraped_added (the ``botrix_jobs_added_total`` a scrape of ``/metrics``
+    then showed).
     """
     prefix = f"botrix:bench:{uuid.uuid4().hex}"
     folder = Path(history) if history is not None else Path(tempfile.mkdtemp(prefix="botrix-bench-monitor-"))
