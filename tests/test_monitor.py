@@ -21,6 +21,7 @@ from botrix_toolkit.frames import analysis
 from botrix_toolkit.frames.dataset_layout import queue_dir, state_path
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.frames.history import open_dataset
+from botrix_toolkit.frames.history_dataset import read_rollups
 from botrix_toolkit.monitor.service import DOWNTIME_REASON, MonitorService
 from botrix_toolkit.sim.simulation import run_simulation
 from tests import waiting
@@ -226,6 +227,9 @@ def test_events_whose_write_failed_are_written_by_a_later_flush(redis_url: str, 
         waiting.wait_for(lambda: service.health()["events_written"] >= 80, "the events written", timeout=60)
     added = EventRecorder.load(history, prefix=key_prefix).frame().query("event == 'job_added'")["job_id"]
     assert sorted(added) == sorted(ids)
+    # The rollups were worked out beside each failed write too, but taken in once, after the one that succeeded.
+    counts = read_rollups(history, "counts", prefix=key_prefix)
+    assert int(counts.loc[counts["event"] == "job_added", "count"].sum()) == len(ids)
 
 
 def test_a_queue_whose_writes_fail_holds_up_no_other_and_alone_shows_a_flush_lag(

@@ -337,6 +337,21 @@ def test_a_forked_child_parses_chunks_on_threads_of_its_own() -> None:
     assert done[0] == child and os.waitstatus_to_exitcode(done[1]) == 0, "the child's parse hung or failed"
 
 
+def test_a_prepared_rollup_batch_is_taken_in_only_on_the_state_it_was_worked_out_from() -> None:
+    start = pd.Timestamp("2026-11-29T10:00", tz="UTC").value
+    first, second = events_at(start, 50), events_at(start + 60_000_000_000, 50)
+    builder, reference = RollupBuilder(), RollupBuilder()
+    reference.add(first)
+    reference.add(second)
+    thrown_away = builder.prepare(first)  # as for a batch whose write failed: never committed
+    builder.commit(builder.prepare(first))
+    with pytest.raises(RuntimeError, match="stale"):
+        builder.commit(thrown_away)
+    builder.commit(builder.prepare(second))
+    for ours, theirs in zip(builder.close(None), reference.close(None), strict=True):
+        assert ours.equals(theirs)
+
+
 def test_rollups_read_back_per_minute(tmp_path: Path) -> None:
     writer = DatasetWriter(tmp_path)
     builder = RollupBuilder()

@@ -41,7 +41,7 @@ def cpu_by_thread_name(before: dict[int, tuple[str, float]],
                        after: dict[int, tuple[str, float]]) -> dict[str, float]:
     """CPU seconds spent between two ``thread_cpu_s`` snapshots, summed by thread name.
 
-    A pool's numbered threads (``botrix-event-parse_0``, ``_1``...) count as one name.
+    A pool's numbered threads (``botrix-flush-helper_0``, ``_1``...) count as one name.
     """
     spent: dict[str, float] = {}
     for native_id, (name, seconds) in after.items():

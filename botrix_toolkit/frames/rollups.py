@@ -19,6 +19,9 @@ minute cut by a restart has two rows: sum their counts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +36,34 @@ _ENDING_STATUSES = ("completed", "failed", "cancelled")
 _QUANTILES = {"p50_s": 0.5, "p90_s": 0.9, "p99_s": 0.99}
 _RESET = -1
 _MINUTE_TYPE = ROLLUP_COUNTS_SCHEMA.field("minute").type  # marks "no open attempt" in the forward-filled times
+
+
+@dataclass(frozen=True)
+class _OpenJobs:
+    """The jobs not ended yet, as parallel arrays (see ``RollupBuilder.__init__``)."""
+
+    ids: pa.Array
+    priority: np.ndarray
+    priority_known: np.ndarray
+    added: np.ndarray
+    started: np.ndarray
+
+
+class _Taken(NamedTuple):
+    """What a batch adds: its count rows, wait and run samples, and the open jobs after it."""
+
+    counts: pd.DataFrame
+    waits: pd.DataFrame
+    runs: pd.DataFrame
+    open_jobs: _OpenJobs
+
+
+@dataclass(frozen=True)
+class RollupBatch:
+    """A batch of events as ``RollupBuilder.prepare`` worked it out, to ``commit``."""
+
+    generation: int  # the builder's state it was worked out from
+    taken: _Taken | None  # None: an empty batch
 
 
 class RollupBuilder:
@@ -55,6 +86,7 @@ class RollupBuilder:
         self._counts: list[pd.DataFrame] = []  # minute, event, priority, count
         self._waits: list[pd.DataFrame] = []  # minute, priority, seconds
         self._runs: list[pd.DataFrame] = []
+        self._generation = 0  # batches taken in: a prepared batch is for this state only
 
     @property
     def open_jobs(self) -> int:
@@ -62,8 +94,17 @@ class RollupBuilder:
 
     def add(self, events: pa.Table) -> None:
         """Take in a batch of events, in receive order, after every earlier batch."""
+        self.commit(self.prepare(events))
+
+    def prepare(self, events: pa.Table) -> RollupBatch:
+        """What ``add`` would take in from ``events``, worked out without taking it in.
+
+        Changes nothing, so it may run on another thread while the batch is
+        written, and be thrown away when the write fails; ``commit`` it before
+        anything else is prepared or added.
+        """
         if events.num_rows == 0:
-            return
+            return RollupBatch(self._generation, None)
         t = events.column("received_at").cast(pa.int64()).to_numpy()
         minute = t // _US_PER_MINUTE * _US_PER_MINUTE
         event = events.column("event").combine_chunks()
@@ -114,20 +155,20 @@ class RollupBuilder:
         runs = is_end & (started_before > 0)
         label = pd.array(np.where(job_priority_given, job_priority, 0), dtype="Int64")
         label[~job_priority_given] = pd.NA
-        self._waits.append(pd.DataFrame({"minute": minute[waits], "priority": label[waits],
-                                         "seconds": (t[waits] - added_before[waits]) / 1e6}))
-        self._runs.append(pd.DataFrame({"minute": minute[runs], "priority": label[runs],
-                                        "seconds": (t[runs] - started_before[runs]) / 1e6}))
+        wait_samples = pd.DataFrame({"minute": minute[waits], "priority": label[waits],
+                                     "seconds": (t[waits] - added_before[waits]) / 1e6})
+        run_samples = pd.DataFrame({"minute": minute[runs], "priority": label[runs],
+                                    "seconds": (t[runs] - started_before[runs]) / 1e6})
         counted = pa.table({
             "minute": minute, "event": event,
             "priority": pa.array(job_priority, mask=~job_priority_given),
         }).group_by(["minute", "event", "priority"]).aggregate([([], "count_all")])
-        self._counts.append(pd.DataFrame({  # one row per minute, event and priority: a few
+        count_rows = pd.DataFrame({  # one row per minute, event and priority: a few
             "minute": counted.column("minute").to_numpy(),
             "event": counted.column("event").to_pandas(),
             "priority": pd.array(counted.column("priority").to_pylist(), dtype="Int64"),
             "count": counted.column("count_all").to_numpy(),
-        }))
+        })
 
         # Remember each job's state after its last row here; jobs whose last step ended them leave.
         added_now = np.where(opens_wait, added_value, added_before)
@@ -135,11 +176,28 @@ class RollupBuilder:
         keep = jobs_rows.last_rows() & has_job & ~is_end
         stay = pc.invert(pc.is_in(self._ids, value_set=jobs)).to_numpy(zero_copy_only=False) \
             if len(self._ids) else np.zeros(0, dtype=bool)
-        self._ids = pa.concat_arrays([self._ids.filter(pa.array(stay)), jobs.take(pa.array(code[keep]))])
-        self._priority = np.concatenate([self._priority[stay], np.where(job_priority_given, job_priority, 0)[keep]])
-        self._priority_known = np.concatenate([self._priority_known[stay], job_priority_given[keep]])
-        self._added = np.concatenate([self._added[stay], added_now[keep]])
-        self._started = np.concatenate([self._started[stay], started_now[keep]])
+        open_jobs = _OpenJobs(
+            pa.concat_arrays([self._ids.filter(pa.array(stay)), jobs.take(pa.array(code[keep]))]),
+            np.concatenate([self._priority[stay], np.where(job_priority_given, job_priority, 0)[keep]]),
+            np.concatenate([self._priority_known[stay], job_priority_given[keep]]),
+            np.concatenate([self._added[stay], added_now[keep]]),
+            np.concatenate([self._started[stay], started_now[keep]]),
+        )
+        return RollupBatch(self._generation, _Taken(count_rows, wait_samples, run_samples, open_jobs))
+
+    def commit(self, batch: RollupBatch) -> None:
+        """Take in a batch ``prepare`` worked out from the state as it still is."""
+        if batch.generation != self._generation:
+            raise RuntimeError("a rollup batch was prepared before another was taken in: it is stale")
+        self._generation += 1
+        if batch.taken is None:
+            return
+        taken, jobs = batch.taken, batch.taken.open_jobs
+        self._counts.append(taken.counts)
+        self._waits.append(taken.waits)
+        self._runs.append(taken.runs)
+        self._ids, self._priority, self._priority_known, self._added, self._started = (
+            jobs.ids, jobs.priority, jobs.priority_known, jobs.added, jobs.started)
 
     def close(self, before_us: int | None) -> tuple[pa.Table, pa.Table]:
         """Rollup rows of every minute that starts before ``before_us`` (None: all), forgotten after.

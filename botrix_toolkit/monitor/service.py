@@ -41,6 +41,7 @@ from botrix_toolkit.frames.history_dataset import last_received_at
 from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
 from botrix_toolkit.monitor.event_tables import event_tables
+from botrix_toolkit.monitor.flush_helpers import flush_helpers
 from botrix_toolkit.monitor.maintenance import apply_retention, compact
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,9 @@ class MonitorService:
         drain_s = time.perf_counter() - began
         events, malformed = event_tables(drained.received_ns, drained.payloads)
         parse_s = time.perf_counter() - began - drain_s
+        # The batch's rollups are worked out on a helper thread while its files are written;
+        # they are taken in only once the write succeeded, so a failed write leaves them as they were.
+        rollups = flush_helpers().submit(queue.rollups.prepare, events)
         with self._lock:
             self.writer.append("events", queue.prefix, events)
             self.writer.append("malformed", queue.prefix, malformed)
@@ -215,7 +219,7 @@ class MonitorService:
             queue.dropped += drained.dropped
             logger.error("monitor fell behind on %r: %d events dropped", queue.prefix, drained.dropped)
         self._write_new_gaps(queue, drained, final)
-        queue.rollups.add(events)
+        queue.rollups.commit(rollups.result())
         cutoff = None if final else drained.drained_at_ns // 1000 // _US_PER_MINUTE * _US_PER_MINUTE
         counts, latency = queue.rollups.close(cutoff)
         with self._lock:
