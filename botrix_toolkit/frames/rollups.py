@@ -40,13 +40,19 @@ _MINUTE_TYPE = ROLLUP_COUNTS_SCHEMA.field("minute").type  # marks "no open attem
 
 @dataclass(frozen=True)
 class _OpenJobs:
-    """The jobs not ended yet, as parallel arrays (see ``RollupBuilder.__init__``)."""
+    """The jobs not ended yet, as parallel arrays: id, priority of the last add (``priority_known``
+    False: null), the open attempt's added and started µs (-1: none)."""
 
     ids: pa.Array
     priority: np.ndarray
     priority_known: np.ndarray
     added: np.ndarray
     started: np.ndarray
+
+    @classmethod
+    def none(cls) -> _OpenJobs:
+        return cls(pa.array([], type=pa.string()), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool),
+                   np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 class _Taken(NamedTuple):
@@ -76,13 +82,7 @@ class RollupBuilder:
     """
 
     def __init__(self) -> None:
-        # The jobs not ended yet, as parallel arrays: id, priority of the last
-        # add (null if unknown), the open attempt's added and started µs (-1: none).
-        self._ids = pa.array([], type=pa.string())
-        self._priority = np.zeros(0, dtype=np.int64)
-        self._priority_known = np.zeros(0, dtype=bool)
-        self._added = np.zeros(0, dtype=np.int64)
-        self._started = np.zeros(0, dtype=np.int64)
+        self._open = _OpenJobs.none()
         self._counts: list[pd.DataFrame] = []  # minute, event, priority, count
         self._waits: list[pd.DataFrame] = []  # minute, priority, seconds
         self._runs: list[pd.DataFrame] = []
@@ -90,7 +90,7 @@ class RollupBuilder:
 
     @property
     def open_jobs(self) -> int:
-        return len(self._ids)
+        return len(self._open.ids)
 
     def add(self, events: pa.Table) -> None:
         """Take in a batch of events, in receive order, after every earlier batch."""
@@ -123,13 +123,14 @@ class RollupBuilder:
         has_job = _flag(pc.is_valid(encoded.indices))
         codes = np.where(has_job, encoded.indices.fill_null(0).to_numpy(), -1)
         jobs = encoded.dictionary
-        memory = pc.index_in(jobs, value_set=self._ids)
+        held = self._open
+        memory = pc.index_in(jobs, value_set=held.ids)
         in_memory = _flag(pc.is_valid(memory))
         slot = memory.fill_null(0).to_numpy().astype(np.int64)
-        known_priority = np.where(in_memory, self._priority[slot] if len(self._ids) else 0, 0)
-        known_priority_given = in_memory & (self._priority_known[slot] if len(self._ids) else False)
-        known_added = np.where(in_memory, self._added[slot] if len(self._ids) else _RESET, _RESET)
-        known_started = np.where(in_memory, self._started[slot] if len(self._ids) else _RESET, _RESET)
+        known_priority = np.where(in_memory, held.priority[slot] if len(held.ids) else 0, 0)
+        known_priority_given = in_memory & (held.priority_known[slot] if len(held.ids) else False)
+        known_added = np.where(in_memory, held.added[slot] if len(held.ids) else _RESET, _RESET)
+        known_started = np.where(in_memory, held.started[slot] if len(held.ids) else _RESET, _RESET)
 
         jobs_rows = JobRows(codes)  # each job's rows together, in receive order
         code = np.maximum(codes, 0)
@@ -174,14 +175,14 @@ class RollupBuilder:
         added_now = np.where(opens_wait, added_value, added_before)
         started_now = np.where(opens_run, started_value, started_before)
         keep = jobs_rows.last_rows() & has_job & ~is_end
-        stay = pc.invert(pc.is_in(self._ids, value_set=jobs)).to_numpy(zero_copy_only=False) \
-            if len(self._ids) else np.zeros(0, dtype=bool)
+        stay = pc.invert(pc.is_in(held.ids, value_set=jobs)).to_numpy(zero_copy_only=False) \
+            if len(held.ids) else np.zeros(0, dtype=bool)
         open_jobs = _OpenJobs(
-            pa.concat_arrays([self._ids.filter(pa.array(stay)), jobs.take(pa.array(code[keep]))]),
-            np.concatenate([self._priority[stay], np.where(job_priority_given, job_priority, 0)[keep]]),
-            np.concatenate([self._priority_known[stay], job_priority_given[keep]]),
-            np.concatenate([self._added[stay], added_now[keep]]),
-            np.concatenate([self._started[stay], started_now[keep]]),
+            pa.concat_arrays([held.ids.filter(pa.array(stay)), jobs.take(pa.array(code[keep]))]),
+            np.concatenate([held.priority[stay], np.where(job_priority_given, job_priority, 0)[keep]]),
+            np.concatenate([held.priority_known[stay], job_priority_given[keep]]),
+            np.concatenate([held.added[stay], added_now[keep]]),
+            np.concatenate([held.started[stay], started_now[keep]]),
         )
         return RollupBatch(self._generation, _Taken(count_rows, wait_samples, run_samples, open_jobs))
 
@@ -192,12 +193,10 @@ class RollupBuilder:
         self._generation += 1
         if batch.taken is None:
             return
-        taken, jobs = batch.taken, batch.taken.open_jobs
-        self._counts.append(taken.counts)
-        self._waits.append(taken.waits)
-        self._runs.append(taken.runs)
-        self._ids, self._priority, self._priority_known, self._added, self._started = (
-            jobs.ids, jobs.priority, jobs.priority_known, jobs.added, jobs.started)
+        self._counts.append(batch.taken.counts)
+        self._waits.append(batch.taken.waits)
+        self._runs.append(batch.taken.runs)
+        self._open = batch.taken.open_jobs
 
     def close(self, before_us: int | None) -> tuple[pa.Table, pa.Table]:
         """Rollup rows of every minute that starts before ``before_us`` (None: all), forgotten after.
