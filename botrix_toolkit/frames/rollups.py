@@ -34,8 +34,8 @@ _US_PER_MINUTE = 60_000_000
 _ENDING_EVENTS = ("job_completed", "job_failed", "job_cancelled")
 _ENDING_STATUSES = ("completed", "failed", "cancelled")
 _QUANTILES = {"p50_s": 0.5, "p90_s": 0.9, "p99_s": 0.99}
-_RESET = -1
-_MINUTE_TYPE = ROLLUP_COUNTS_SCHEMA.field("minute").type  # marks "no open attempt" in the forward-filled times
+_RESET = -1  # the time of an attempt step a job has not taken (no open attempt)
+_MINUTE_TYPE = ROLLUP_COUNTS_SCHEMA.field("minute").type
 
 
 @dataclass(frozen=True)
