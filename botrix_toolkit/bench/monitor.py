@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
             sent = published["sent"]
             backlog_flush_cpu_s = 0.0
             if backlog:
-                started = _wait_received(service, sent)
+                # Polled finely: the backlog's flush is timed from here.
+                started = _when(lambda: service.health()["events_received"] >= sent, poll_s=0.01)
                 backlog_flush_cpu_s = _flush_on_a_thread(service)
             last_written, last_change = -1, time.perf_counter()
             deadline = time.perf_counter() + _WRITE_TIMEOUT_S
@@ -93,7 +95,7 @@ def run_monitor_benchmark(url: str, seconds: float = 10.0, flush_s: float = 1.0,
             finished = last_change
             received = service.health()["events_received"]
             if counting is not None:
-                counted_at = _wait_counted(counting, received)
+                counted_at = _when(lambda: counting.events_counted >= received, poll_s=0.05)
                 scraped_added = _scraped(counting.metrics.url, "botrix_jobs_added_total", prefix)
             # Before the stop: its threads end with it.
             cpu_s = cpu_by_thread_name(threads_before, thread_cpu_s())
@@ -146,11 +148,11 @@ def _start_counting(service: MonitorService) -> BackgroundCounting:
     return counting
 
 
-def _wait_received(service: MonitorService, sent: int) -> float:
-    """When the recorder had every message sent (or gave up waiting)."""
+def _when(reached: Callable[[], bool], poll_s: float) -> float:
+    """The time ``reached()`` first held, polled every ``poll_s`` (or when waiting gave up)."""
     deadline = time.perf_counter() + _WRITE_TIMEOUT_S
-    while service.health()["events_received"] < sent and time.perf_counter() < deadline:
-        time.sleep(0.01)
+    while not reached() and time.perf_counter() < deadline:
+        time.sleep(poll_s)
     return time.perf_counter()
 
 
@@ -168,14 +170,6 @@ def _flush_on_a_thread(service: MonitorService) -> float:
     if not cpu_s:
         raise RuntimeError("the backlog flush failed: see the log")
     return cpu_s[0]
-
-
-def _wait_counted(counting: BackgroundCounting, received: int) -> float:
-    """When the metrics had counted every event received (or gave up waiting)."""
-    deadline = time.perf_counter() + _WRITE_TIMEOUT_S
-    while counting.events_counted < received and time.perf_counter() < deadline:
-        time.sleep(0.05)
-    return time.perf_counter()
 
 
 def _scraped(url: str | None, name: str, prefix: str) -> float:
