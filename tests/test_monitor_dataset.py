@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ from botrix_toolkit.frames.history_dataset import read_rollups
 from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor import maintenance
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
-from botrix_toolkit.monitor.event_tables import event_tables
+from botrix_toolkit.monitor.event_tables import _Layout, event_tables
 from botrix_toolkit.monitor.maintenance import apply_retention, compact, partitions
 
 PREFIX = "{botrix:jobs}/ä b"  # needs escaping in a path
@@ -91,6 +92,22 @@ def test_the_fast_route_gives_exactly_the_rows_of_the_toolkits_parser() -> None:
                             check_names=False)
     assert malformed.column("reason").to_pylist() == parsed.bad_reason
     assert "hunter2" not in events.to_string() + str(events.column("data").to_pylist())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text('"a', max_size=12), st.text('"', min_size=250, max_size=300),
+                          st.text('"ab', min_size=256, max_size=900)), max_size=12),
+       st.integers(min_value=0, max_value=3))
+def test_the_fast_routes_quote_positions_are_right_for_messages_of_any_length(texts: list[str], skip: int) -> None:
+    # Quotes are counted a byte sum at a time, which wraps past 255: longer messages take another way.
+    array = pa.array(texts, type=pa.large_string())[min(skip, len(texts)):]  # a slice has an offset
+    layout = _Layout(array)
+    assert layout.count.tolist() == [t.count('"') for t in array.to_pylist()]
+    quotes = [[m.start() for m in re.finditer('"', t)] for t in array.to_pylist()]  # ASCII: bytes are characters
+    for k in range(3):
+        got = [int(q - start) if n > k else None
+               for q, start, n in zip(layout.quote(k), layout.offsets[:-1], layout.count, strict=True)]
+        assert got == [positions[k] if len(positions) > k else None for positions in quotes]
 
 
 def test_rows_are_partitioned_by_queue_date_and_hour_with_the_prefix_escaped(tmp_path: Path) -> None:

@@ -108,15 +108,40 @@ class _Layout:
         self.buffer = buffer if buffer is not None else pa.py_buffer(b"")
         self.values = np.frombuffer(self.buffer, dtype=np.uint8)[: self.offsets[-1]]
         self.starts, self.ends = self.offsets[:-1], self.offsets[1:]
-        self.quotes = np.flatnonzero(self.values == ord('"'))
-        self.first = np.searchsorted(self.quotes, self.starts)  # each message's first quote
-        self.count = np.searchsorted(self.quotes, self.ends) - self.first  # and how many it has
+        is_quote = self.values == ord('"')
+        self.quotes = np.flatnonzero(is_quote)
+        self.count = _quotes_per_message(is_quote, self.quotes, self.starts, self.ends)  # how many each message has
+        self.first = np.empty(self.n, dtype=np.int64)  # and the index of its first in ``quotes``
+        if self.n:
+            self.first[0] = np.count_nonzero(is_quote[:self.starts[0]])
+            np.cumsum(self.count[:-1], out=self.first[1:])
+            self.first[1:] += self.first[0]
 
     def quote(self, k: int) -> np.ndarray:
         """Position of each message's k-th quote (meaningless where it has fewer: check ``count``)."""
         if not len(self.quotes):
             return np.zeros(self.n, dtype=np.int64)
         return self.quotes[np.minimum(self.first + k, len(self.quotes) - 1)]
+
+
+def _quotes_per_message(is_quote: np.ndarray, quotes: np.ndarray,
+                        starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """How many of ``is_quote[starts[i]:ends[i]]`` are set (``quotes``: where), for each message i.
+
+    Summed between each start and the next in bytes, the one sum numpy runs
+    at memory speed (several times faster than two binary searches per
+    message in ``quotes``). A byte sum wraps past 255, so messages longer
+    than that are counted by those searches instead.
+    """
+    count = np.zeros(len(starts), dtype=np.int64)
+    nonempty = ends > starts  # reduceat would give an empty message its next byte
+    if nonempty.any():
+        # Each message's bytes run up to the next nonempty one's start; the last ends where the bytes do.
+        count[nonempty] = np.add.reduceat(is_quote[:ends[-1]].view(np.uint8), starts[nonempty], dtype=np.uint8)
+    long = np.flatnonzero(ends - starts > 255)
+    if len(long):
+        count[long] = np.searchsorted(quotes, ends[long]) - np.searchsorted(quotes, starts[long])
+    return count
 
 
 def _plain_events(layout: _Layout, received_us: np.ndarray) -> pa.Table:
