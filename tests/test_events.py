@@ -310,6 +310,22 @@ def test_drain_hands_over_every_message_once_in_order(redis_client: redis.Redis,
     assert recorder.stats()["dropped_oldest"] == 0  # ... and are not counted as lost
 
 
+def test_drain_hands_each_piece_as_it_is_cut_and_the_pieces_are_the_drain(redis_client: redis.Redis, channel: str,
+                                                                          recorder: EventRecorder) -> None:
+    earlier = [event(f"e{i}") for i in range(100)]
+    publish_pipelined(redis_client, channel, earlier)
+    wait_for(lambda: recorder.received >= 100, "100 messages")
+    assert len(recorder.frame()) == 100  # split and kept by the recorder: they must come first
+    later = [event(f"l{i}-" + "x" * 400) for i in range(30_000)]  # about 14 MB: several runs
+    publish_pipelined(redis_client, channel, later)
+    wait_for(lambda: recorder.received >= 30_100, "30,100 messages")
+    pieces: list[list[bytes]] = []
+    drained = recorder.drain(on_split=lambda piece: pieces.append(piece.payloads.to_pylist()))
+    assert len(pieces) >= 3 and pieces[0] == earlier
+    assert [p for piece in pieces for p in piece] == drained.payloads.to_pylist() == earlier + later
+    assert drained.dropped == 0 and recorder.drain(on_split=pieces.append).payloads.to_pylist() == []
+
+
 def test_drain_reports_what_a_full_buffer_dropped(redis_client: redis.Redis, channel: str) -> None:
     with EventRecorder(redis_client, channel=channel, maxlen=100) as rec:
         publish_pipelined(redis_client, channel, [event(f"j{i}") for i in range(1000)])

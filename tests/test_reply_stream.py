@@ -6,7 +6,7 @@ import hiredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botrix_toolkit.frames.reply_stream import ReplySplitter
+from botrix_toolkit.frames.reply_stream import RUN_BYTES, ReplySplitter
 
 CHANNEL = b"botrix:jobs:updates"
 
@@ -74,6 +74,23 @@ def test_a_resync_after_dropped_bytes_restarts_at_the_next_marker_and_counts_the
     got = splitter.split([(1, 2, b"tail of something" + second, True)])
     assert got.payloads.to_pylist() == [b"second"]
     assert got.lost == 1
+
+
+def test_runs_are_handed_out_one_by_one_and_carry_the_lost_replies_before_them() -> None:
+    splitter = ReplySplitter(CHANNEL)
+    splitter.split([(1, 1, message(b"cut")[:10], False)])  # its end is dropped below
+    big = message(b"x" * (RUN_BYTES // 3))
+    chunks = [(1, 2, b"junk" + big, True), *((1, 3 + i, big, False) for i in range(5))]
+    runs = splitter.split_runs(chunks)
+    first = next(runs)  # cut before the later chunks are looked at
+    assert first.lost == 1 and len(first) >= 1
+    rest = list(runs)
+    assert len(rest) >= 1 and sum(run.lost for run in rest) == 0
+    assert sum(len(run) for run in [first, *rest]) == 6
+    # A resync with no whole message after it still reports its loss, in an empty last piece.
+    splitter.split([(1, 9, message(b"cut")[:10], False)])
+    tail = list(splitter.split_runs([(1, 10, b"no marker here", True)]))
+    assert [(len(run), run.lost) for run in tail] == [(0, 1)]
 
 
 def test_a_new_connection_forgets_the_old_ones_unfinished_reply() -> None:

@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from itertools import islice
 from pathlib import Path
@@ -347,14 +348,22 @@ class EventRecorder:
                 self._raw_pending -= 1
                 self._raw_dropped += 1
 
-    def _split_new(self) -> SplitMessages:
-        """Cut the stage-1 chunks into messages (vectorised: ``reply_stream``). Needs _parse_lock."""
+    def _split_new(self, on_split: Callable[[SplitMessages], None] | None = None) -> SplitMessages:
+        """Cut the stage-1 chunks into messages (vectorised: ``reply_stream``). Needs _parse_lock.
+
+        ``on_split`` is handed each run as soon as it is cut (see ``drain``).
+        """
         with self._lock:
             chunks = [(segment, now, data, resync) for segment, now, data, _, resync, _ in self._raw]
             self._raw.clear()
             self._raw_in_flight = self._raw_pending
             self._raw_pending = 0
-        split = self._splitter.split(chunks)
+        runs = []
+        for run in self._splitter.split_runs(chunks):
+            if on_split is not None:
+                on_split(run)
+            runs.append(run)
+        split = joined_messages(runs)
         with self._lock:
             self._raw_dropped += split.lost
             self._split_count += len(split)
@@ -417,7 +426,7 @@ class EventRecorder:
                 self._chunks.popleft()
             return list(self._chunks), first_seq, received, gaps, raw_dropped
 
-    def drain(self) -> DrainedMessages:
+    def drain(self, on_split: Callable[[SplitMessages], None] | None = None) -> DrainedMessages:
         """Hand over every message received since the last drain, unparsed, and forget them.
 
         For a consumer that keeps the events elsewhere (``botrix monitor``
@@ -427,18 +436,30 @@ class EventRecorder:
         handed over as arrays, never one Python object per message. Call it
         more often than the buffer fills (``maxlen`` messages); whatever was
         dropped in between is reported in ``dropped``.
+
+        ``on_split``, if given, is called on this thread with each piece of the
+        drain (a few MB of messages, in order) as soon as it is cut, so the
+        caller can start work on it while the rest is cut; the pieces together
+        are exactly the messages returned. It must not raise (what it was handed
+        would be lost with the drain). With it the drain is not trimmed to
+        ``maxlen``, as pieces handed over cannot be taken back; what the
+        recorder holds between drains is bounded all the same.
         """
         drained_at = _now_ns()
         with self._parse_lock:
-            split = self._split_new()
+            earlier = None
             if self._buffer:  # split earlier by frame() or stats(): those come first
-                earlier = list(self._buffer)
-                split = joined_messages([SplitMessages(
-                    np.asarray([t for t, _ in earlier], dtype=np.int64),
-                    pa.chunked_array([pa.array([p for _, p in earlier], type=pa.large_binary())]),
-                ), split])
+                earlier = SplitMessages(
+                    np.asarray([t for t, _ in self._buffer], dtype=np.int64),
+                    pa.chunked_array([pa.array([p for _, p in self._buffer], type=pa.large_binary())]),
+                )
                 self._buffer.clear()
-            if len(split) > self.maxlen:  # as the buffer would have: the newest maxlen stay
+                if on_split is not None:
+                    on_split(earlier)
+            split = self._split_new(on_split)
+            if earlier is not None:
+                split = joined_messages([earlier, split])
+            if on_split is None and len(split) > self.maxlen:  # as the buffer would have: the newest maxlen stay
                 split = SplitMessages(split.received_ns[-self.maxlen:], split.payloads[-self.maxlen:])
             with self._lock:
                 gaps = [list(g) for g in self._gaps]

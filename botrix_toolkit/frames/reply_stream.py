@@ -20,6 +20,7 @@ receive time is the time of the chunk in which its reply ended.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,13 +88,21 @@ class ReplySplitter:
 
     def split(self, chunks: list[tuple[int, int, bytes, bool]]) -> SplitMessages:
         """The messages completed by ``chunks`` (in order), each with its chunk's receive time."""
-        parts: list[SplitMessages] = []
+        return joined_messages(list(self.split_runs(chunks)))
+
+    def split_runs(self, chunks: list[tuple[int, int, bytes, bool]]) -> Iterator[SplitMessages]:
+        """``split``'s messages a run of about ``RUN_BYTES`` at a time, each as soon as it is cut.
+
+        A consumer can start on one run while the next is being cut. Replies
+        lost to a resynchronisation are counted in the run that follows them
+        (or in a last, empty piece).
+        """
         run: list[tuple[int, bytes]] = []
         run_bytes, lost = 0, 0
         for segment, now, data, resync in chunks:
             if run and (segment != self._segment or resync or run_bytes + len(data) > RUN_BYTES):
-                parts.append(self._split_run(run))
-                run, run_bytes = [], 0
+                yield self._split_run(run, lost)
+                run, run_bytes, lost = [], 0, 0
             if segment != self._segment or resync:
                 if resync and segment == self._segment and self._pending:
                     lost += 1  # its end was in the dropped chunk
@@ -108,18 +117,19 @@ class ReplySplitter:
             run.append((now, data))
             run_bytes += len(data)
         if run:
-            parts.append(self._split_run(run))
-        return joined_messages(parts, lost)
+            yield self._split_run(run, lost)
+        elif lost:
+            yield joined_messages([], lost)
 
-    def _split_run(self, run: list[tuple[int, bytes]]) -> SplitMessages:
-        """Messages of chunks that continue one another (after ``_pending``)."""
+    def _split_run(self, run: list[tuple[int, bytes]], lost: int) -> SplitMessages:
+        """Messages of chunks that continue one another (after ``_pending``); ``lost`` carried in."""
         buf = b"".join([self._pending, *(data for _, data in run)])  # one copy, not two
         ends = np.cumsum([len(self._pending)] + [len(data) for _, data in run])  # of each piece
         times = np.asarray([0] + [now for now, _ in run], dtype=np.int64)  # no reply ends in _pending
         spans = self._tile(buf)
-        lost = 0
         if spans is None:
-            starts, stops, done, lost = _walk(buf)
+            starts, stops, done, walk_lost = _walk(buf)
+            lost += walk_lost
         else:
             starts, stops, done = spans
         self._pending = buf[done:]

@@ -40,7 +40,7 @@ from botrix_toolkit.frames.events import DrainedMessages, EventRecorder
 from botrix_toolkit.frames.history_dataset import last_received_at
 from botrix_toolkit.frames.rollups import RollupBuilder
 from botrix_toolkit.monitor.dataset_writer import DatasetWriter
-from botrix_toolkit.monitor.event_tables import event_tables
+from botrix_toolkit.monitor.event_tables import ParsingInPieces
 from botrix_toolkit.monitor.flush_helpers import flush_helpers
 from botrix_toolkit.monitor.maintenance import apply_retention, compact
 
@@ -197,15 +197,19 @@ class MonitorService:
 
     def _flush_queue(self, queue: _Queue, final: bool) -> None:
         began = time.perf_counter()
-        drained = queue.recorder.drain()
+        # Each piece is parsed on the helper threads as soon as the drain has cut it out of the socket chunks.
+        parsing = ParsingInPieces()
         if queue.unwritten is not None:  # a failed write's messages go first, never lost
+            parsing.add(queue.unwritten.received_ns, queue.unwritten.payloads)
+        drained = queue.recorder.drain(on_split=lambda piece: parsing.add(piece.received_ns, piece.payloads))
+        if queue.unwritten is not None:
             drained = queue.unwritten.then(drained)
         queue.unwritten = drained
         if len(drained):
             queue.last_received_ns = int(drained.received_ns[-1])
         drain_s = time.perf_counter() - began
-        events, malformed = event_tables(drained.received_ns, drained.payloads)
-        parse_s = time.perf_counter() - began - drain_s
+        events, malformed = parsing.tables()
+        parse_s = time.perf_counter() - began - drain_s  # what was left of it once the drain was done
         # The batch's rollups are worked out on a helper thread while its files are written;
         # they are taken in only once the write succeeded, so a failed write leaves them as they were.
         rollups = flush_helpers().submit(queue.rollups.prepare, events)
