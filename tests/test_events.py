@@ -323,7 +323,7 @@ def test_drain_hands_each_piece_as_it_is_cut_and_the_pieces_are_the_drain(redis_
     drained = recorder.drain(on_split=lambda piece: pieces.append(piece.payloads.to_pylist()))
     assert len(pieces) >= 3 and pieces[0] == earlier
     assert [p for piece in pieces for p in piece] == drained.payloads.to_pylist() == earlier + later
-    assert drained.dropped == 0 and recorder.drain(on_split=pieces.append).payloads.to_pylist() == []
+    assert drained.dropped == 0 and recorder.drain().payloads.to_pylist() == []
 
 
 def test_drain_reports_what_a_full_buffer_dropped(redis_client: redis.Redis, channel: str) -> None:

@@ -82,7 +82,7 @@ def test_runs_are_handed_out_one_by_one_and_carry_the_lost_replies_before_them()
     big = message(b"x" * (RUN_BYTES // 3))
     chunks = [(1, 2, b"junk" + big, True), *((1, 3 + i, big, False) for i in range(5))]
     runs = splitter.split_runs(chunks)
-    first = next(runs)  # cut before the later chunks are looked at
+    first = next(runs)  # handed out before the rest is cut
     assert first.lost == 1 and len(first) >= 1
     rest = list(runs)
     assert len(rest) >= 1 and sum(run.lost for run in rest) == 0
