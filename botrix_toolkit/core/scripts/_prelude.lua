@@ -14,11 +14,13 @@ local function refuse_type(key, wanted)
 end
 
 -- The check is an O(1) read that fails on any other type: cheaper than TYPE
--- (whose reply is a table), and it runs on every completion.
+-- (whose reply is a table), and it runs on every completion. The command is
+-- chosen without a table: a script that includes this would build it on
+-- every call, used or not.
 --- @include "refuse_type"
-local size_command = {zset = 'ZCARD', set = 'SCARD', string = 'STRLEN'}
 local function expect_type(key, wanted)
-  if type(redis.pcall(size_command[wanted], key)) == 'table' then
+  local size_command = wanted == 'zset' and 'ZCARD' or wanted == 'set' and 'SCARD' or 'STRLEN'
+  if type(redis.pcall(size_command, key)) == 'table' then
     refuse_type(key, wanted)
   end
 end
@@ -33,10 +35,11 @@ end
 
 -- Server time as (whole seconds, milliseconds): leases taken by workers on
 -- different machines compare, and events carry Go's whole-second timestamps.
+-- The seconds stay TIME's own digits: events only write them out, and a
+-- number is formatted anew (with sprintf) every time it is written.
 local function server_time()
   local t = redis.call('TIME')
-  local seconds = tonumber(t[1])
-  return seconds, seconds * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return t[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- An event message exactly as the Go service writes it; `extra` is a JSON
