@@ -33,10 +33,10 @@ local function unreachable(reply)
   return type(reply) == 'table' and reply.err ~= nil and string.sub(reply.err, 1, 9) ~= 'WRONGTYPE'
 end
 
--- Server time as (whole seconds, milliseconds): leases taken by workers on
--- different machines compare, and events carry Go's whole-second timestamps.
--- The seconds stay TIME's own digits: events only write them out, and a
--- number is formatted anew (with sprintf) every time it is written.
+-- Server time as (whole seconds as text, milliseconds as a number): leases
+-- taken by workers on different machines compare, and events carry Go's
+-- whole-second timestamps. The seconds stay TIME's own digits: events only
+-- write them out, and a number is formatted anew (sprintf) each time.
 local function server_time()
   local t = redis.call('TIME')
   return t[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
