@@ -6,13 +6,18 @@ import hiredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botrix_toolkit.frames.reply_stream import RUN_BYTES, ReplySplitter
+from botrix_toolkit.frames.reply_stream import RUN_BYTES, ReplySplitter, SplitMessages, joined_messages
 
 CHANNEL = b"botrix:jobs:updates"
 
 
 def message(payload: bytes, channel: bytes = CHANNEL) -> bytes:
     return b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(channel), channel, len(payload), payload)
+
+
+def split_all(splitter: ReplySplitter, chunks: list[tuple[int, int, bytes, bool]]) -> SplitMessages:
+    """Every message ``chunks`` complete, the runs joined as the recorder joins them."""
+    return joined_messages(list(splitter.split_runs(chunks)))
 
 
 def hiredis_messages(stream: bytes) -> list[bytes]:
@@ -49,8 +54,8 @@ def test_the_split_equals_hiredis_however_the_chunks_fall(replies: list[bytes], 
     position = 0
     while position < len(chunks):
         batch = data.draw(st.integers(min_value=1, max_value=3))
-        got = splitter.split([(1, 100 + i, chunk, False) for i, chunk in enumerate(chunks[position:position + batch],
-                                                                                    start=position)])
+        batch_chunks = enumerate(chunks[position:position + batch], start=position)
+        got = split_all(splitter, [(1, 100 + i, chunk, False) for i, chunk in batch_chunks])
         payloads += got.payloads.to_pylist()
         times += got.received_ns.tolist()
         position += batch
@@ -61,7 +66,7 @@ def test_the_split_equals_hiredis_however_the_chunks_fall(replies: list[bytes], 
 def test_each_message_gets_the_time_of_the_chunk_that_completed_it() -> None:
     stream = message(b"a") + message(b"b")
     cut = len(message(b"a")) + 5
-    got = ReplySplitter(CHANNEL).split([(1, 10, stream[:cut], False), (1, 20, stream[cut:], False)])
+    got = split_all(ReplySplitter(CHANNEL), [(1, 10, stream[:cut], False), (1, 20, stream[cut:], False)])
     assert got.payloads.to_pylist() == [b"a", b"b"]
     assert got.received_ns.tolist() == [10, 20]
 
@@ -69,16 +74,16 @@ def test_each_message_gets_the_time_of_the_chunk_that_completed_it() -> None:
 def test_a_resync_after_dropped_bytes_restarts_at_the_next_marker_and_counts_the_cut_reply() -> None:
     first, second = message(b"first"), message(b"second")
     splitter = ReplySplitter(CHANNEL)
-    got = splitter.split([(1, 1, first[:10], False)])  # a reply begun, its end then dropped
+    got = split_all(splitter, [(1, 1, first[:10], False)])  # a reply begun, its end then dropped
     assert len(got) == 0
-    got = splitter.split([(1, 2, b"tail of something" + second, True)])
+    got = split_all(splitter, [(1, 2, b"tail of something" + second, True)])
     assert got.payloads.to_pylist() == [b"second"]
     assert got.lost == 1
 
 
 def test_runs_are_handed_out_one_by_one_and_carry_the_lost_replies_before_them() -> None:
     splitter = ReplySplitter(CHANNEL)
-    splitter.split([(1, 1, message(b"cut")[:10], False)])  # its end is dropped below
+    split_all(splitter, [(1, 1, message(b"cut")[:10], False)])  # its end is dropped below
     big = message(b"x" * (RUN_BYTES // 3))
     chunks = [(1, 2, b"junk" + big, True), *((1, 3 + i, big, False) for i in range(5))]
     runs = splitter.split_runs(chunks)
@@ -88,15 +93,15 @@ def test_runs_are_handed_out_one_by_one_and_carry_the_lost_replies_before_them()
     assert len(rest) >= 1 and sum(run.lost for run in rest) == 0
     assert sum(len(run) for run in [first, *rest]) == 6
     # A resync with no whole message after it still reports its loss, in an empty last piece.
-    splitter.split([(1, 9, message(b"cut")[:10], False)])
+    split_all(splitter, [(1, 9, message(b"cut")[:10], False)])
     tail = list(splitter.split_runs([(1, 10, b"no marker here", True)]))
     assert [(len(run), run.lost) for run in tail] == [(0, 1)]
 
 
 def test_a_new_connection_forgets_the_old_ones_unfinished_reply() -> None:
     splitter = ReplySplitter(CHANNEL)
-    splitter.split([(1, 1, message(b"cut")[:12], False)])
-    got = splitter.split([(2, 2, message(b"fresh"), False)])
+    split_all(splitter, [(1, 1, message(b"cut")[:12], False)])
+    got = split_all(splitter, [(2, 2, message(b"fresh"), False)])
     assert got.payloads.to_pylist() == [b"fresh"] and got.lost == 0
 
 

@@ -86,16 +86,14 @@ class ReplySplitter:
         self._pending = b""  # start of an unfinished reply, from earlier chunks
         self._seeking = False  # after dropped bytes: skip to the next message marker
 
-    def split(self, chunks: list[tuple[int, int, bytes, bool]]) -> SplitMessages:
-        """The messages completed by ``chunks`` (in order), each with its chunk's receive time."""
-        return joined_messages(list(self.split_runs(chunks)))
-
     def split_runs(self, chunks: list[tuple[int, int, bytes, bool]]) -> Iterator[SplitMessages]:
-        """``split``'s messages a run of about ``RUN_BYTES`` at a time, each as soon as it is cut.
+        """The messages completed by ``chunks`` (in order), each with its chunk's receive time.
 
-        A consumer can start on one run while the next is being cut. Replies
-        lost to a resynchronisation are counted in the run that follows them
-        (or in a last, empty piece).
+        They come a run of about ``RUN_BYTES`` at a time, each as soon as it
+        is cut, so a consumer can start on one while the next is cut
+        (``joined_messages`` makes one batch of them). Replies lost to a
+        resynchronisation are counted in the run that follows them (or in a
+        last, empty piece).
         """
         run: list[tuple[int, bytes]] = []
         run_bytes, lost = 0, 0
