@@ -168,11 +168,40 @@ def test_every_command_on_a_server_takes_the_same_redis_url_and_prefix_options()
     commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
     names = ("bench", "dashboard", "simulate", "worker")
     options = {name: {a.dest: a for a in commands[name]._actions} for name in names}
-    assert len({opts["redis_url"].help for opts in options.values()}) == 1, "one definition, one help text"
+    shared = ("dashboard", "simulate", "worker")
+    assert len({options[name]["redis_url"].help for name in shared}) == 1, "one definition, one help text"
+    assert options["bench"]["redis_url"].help == options["dashboard"]["redis_url"].help.replace(
+        "the embedded server", "a fresh embedded server of its own"), "bench measures on a server of its own"
     assert all(opts["redis_url"].default is None for opts in options.values())
     for name in ("dashboard", "simulate", "worker"):
         assert options[name]["prefix"].default == DEFAULT_PREFIX, name
     assert "prefix" not in options["bench"], "bench keeps its keys under a prefix of its own"
+
+
+def test_bench_without_a_url_measures_on_a_fresh_server_and_leaves_the_shared_one_alone(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    temp = tmp_path_factory.mktemp("tmpdir")
+    env = {**os.environ, "BOTRIX_HOME": str(home), "TMPDIR": str(temp)}
+    env.pop("BOTRIX_REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "botrix_toolkit.cli", "bench", "--only", "queue",
+         "--jobs", "20", "--bulk-jobs", "100", "--rounds", "1"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(a fresh embedded server of its own, deleted afterwards)" in result.stdout
+    assert "dequeue+complete" in result.stdout
+    assert not (home / "server.json").exists(), "the shared embedded server was never started"
+    assert list(temp.iterdir()) == [], "the fresh server's folder is deleted"
+
+
+def test_bench_with_a_url_measures_on_that_server(redis_url: str, home: Path) -> None:
+    result = botrix("bench", "--redis-url", redis_url, "--only", "queue",
+                    "--jobs", "20", "--bulk-jobs", "100", "--rounds", "1", home=home)
+    assert result.returncode == 0, result.stderr
+    assert f"server: {redis_url}\n" in result.stdout
+    assert not (home / "server.json").exists()
 
 
 @pytest.mark.parametrize(("argv", "scenario"), [(["simulate", "--help"], "steady"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 
 import redis
 from rich.console import Console
@@ -18,16 +20,19 @@ from botrix_toolkit.bench.monitor import run_monitor_benchmark
 from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
 from botrix_toolkit.cli.common import server_options
 from botrix_toolkit.core.redaction import redact_url
-from botrix_toolkit.server.connect import resolve_url
+from botrix_toolkit.server.connect import configured_url
+from botrix_toolkit.server.embedded import throwaway_server
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
-        "bench", parents=[server_options()],
+        "bench", parents=[server_options("a fresh embedded server of its own")],
         help="measure throughput against raw redis-py baselines (ratios, same run)",
         description="Runs each toolkit operation and a raw redis-py baseline with the same "
         "effects on one server, in one run, and prints jobs per second and their ratio. "
-        "Uses a key prefix of its own (botrix:bench:*) and deletes it afterwards.",
+        "Uses a key prefix of its own (botrix:bench:*) and deletes it afterwards. Without "
+        "--redis-url or $BOTRIX_REDIS_URL it starts a fresh embedded server of its own and "
+        "deletes it afterwards: the shared embedded server and its data are left alone.",
     )
     bench.add_argument("--jobs", type=int, default=2000, help="jobs for the one-by-one measurements")
     bench.add_argument("--bulk-jobs", type=int, default=30_000, help="jobs for the bulk measurements")
@@ -162,8 +167,28 @@ def run(args: argparse.Namespace) -> int:
         sections.discard("history-view")
         if not sections:
             return 0  # needs no server: none is started
-    url, embedded = resolve_url(args.redis_url)
-    console.print(f"server: {redact_url(url)}{' (embedded)' if embedded else ''}")
+    with _bench_server(args.redis_url) as (url, note):
+        console.print(f"server: {redact_url(url)}{note}")
+        _run_sections(args, sections, url, console)
+    return 0
+
+
+@contextlib.contextmanager
+def _bench_server(url: str | None) -> Iterator[tuple[str, str]]:
+    """The server to measure on, and a note on which it is: the one configured
+    (``--redis-url``, ``$BOTRIX_REDIS_URL``), else a fresh embedded server of the
+    benchmark's own. Not the shared embedded server: a million-job measurement
+    would leave it a far larger append-only file and a heap the C library's
+    allocator keeps at several times the data's size, and the figures would
+    depend on that server's past (README, Performance)."""
+    if configured := configured_url(url):
+        yield configured, ""
+        return
+    with throwaway_server("botrix-bench-") as fresh:
+        yield fresh, " (a fresh embedded server of its own, deleted afterwards)"
+
+
+def _run_sections(args: argparse.Namespace, sections: set[str], url: str, console: Console) -> None:
     client = redis.Redis.from_url(url)
     try:
         if "queue" in sections:
@@ -195,4 +220,3 @@ def run(args: argparse.Namespace) -> int:
             console.print(recorder_table(run_recorder_benchmark(url, args.recorder_seconds)))
     finally:
         client.close()
-    return 0

@@ -11,11 +11,12 @@ import argparse
 from botrix_toolkit.core.keys import DEFAULT_PREFIX
 
 
-def server_options() -> argparse.ArgumentParser:
-    """``--redis-url``: which server (resolved by ``server.connect.resolve_url``)."""
+def server_options(fallback: str = "the embedded server") -> argparse.ArgumentParser:
+    """``--redis-url``: which server (resolved by ``server.connect.resolve_url``);
+    ``fallback`` names the one used when no URL is set, for a command that differs."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--redis-url", default=None,
-                        help="server URL (default: $BOTRIX_REDIS_URL, else the embedded server)")
+                        help=f"server URL (default: $BOTRIX_REDIS_URL, else {fallback})")
     return parent
 
 

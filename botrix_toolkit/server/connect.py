@@ -27,11 +27,18 @@ def resolve_url(url: str | None = None) -> tuple[str, bool]:
     be used is refused (InvalidInputError, the password replaced) before
     anything prints or connects to it.
     """
-    if url:
-        return check_server_url(url), False
-    if env_url := os.environ.get(URL_ENV, "").strip():
-        return check_server_url(env_url), False
+    if configured := configured_url(url):
+        return configured, False
     return EmbeddedServer().start(), True
+
+
+def configured_url(url: str | None = None) -> str | None:
+    """``url`` if given, else ``$BOTRIX_REDIS_URL``, checked as ``resolve_url`` checks it; None when neither is set."""
+    if url:
+        return check_server_url(url)
+    if env_url := os.environ.get(URL_ENV, "").strip():
+        return check_server_url(env_url)
+    return None
 
 
 def connect(url: str | None = None, **kwargs: Any) -> QueueService:

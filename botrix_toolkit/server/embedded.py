@@ -17,8 +17,10 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -388,3 +390,16 @@ class EmbeddedServer:
             return f"\n(no server log at {self.log_path})"
         tail = "\n".join(lines[-_LOG_TAIL_LINES:])
         return f"\nlast lines of {self.log_path}:\n{tail}"
+
+
+@contextlib.contextmanager
+def throwaway_server(name: str = "botrix-server-") -> Iterator[str]:
+    """A fresh embedded server in a temporary folder named ``name...``, on a free
+    port: its URL for the block, then the server stopped and the folder deleted."""
+    data_dir = Path(tempfile.mkdtemp(prefix=name))
+    server = EmbeddedServer(data_dir=data_dir, port=free_port())
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
