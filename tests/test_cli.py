@@ -21,8 +21,10 @@ from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
 
 
-def botrix(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+def botrix(*args: str, home: Path, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BOTRIX_HOME": str(home)}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     env.pop("BOTRIX_REDIS_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "botrix_toolkit.cli", *args],
@@ -182,13 +184,8 @@ def test_bench_without_a_url_measures_on_a_fresh_server_and_leaves_the_shared_on
     home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     temp = tmp_path_factory.mktemp("tmpdir")
-    env = {**os.environ, "BOTRIX_HOME": str(home), "TMPDIR": str(temp)}
-    env.pop("BOTRIX_REDIS_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "botrix_toolkit.cli", "bench", "--only", "queue",
-         "--jobs", "20", "--bulk-jobs", "100", "--rounds", "1"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+    result = botrix("bench", "--only", "queue", "--jobs", "20", "--bulk-jobs", "100", "--rounds", "1",
+                    home=home, tmpdir=temp)
     assert result.returncode == 0, result.stderr
     assert "(a fresh embedded server of its own, deleted afterwards)" in result.stdout
     assert "dequeue+complete" in result.stdout
