@@ -83,13 +83,16 @@ def test_a_custom_range_and_a_backwards_one(monkeypatch: pytest.MonkeyPatch, pag
     start = pd.Timestamp(history.received_ns[0], unit="ns", tz="UTC").floor("min")
     at.date_input(key="range_from_day").set_value(start.date())
     at.time_input(key="range_from_time").set_value(start.time())
-    at.date_input(key="range_to_day").set_value(start.date())
-    at.time_input(key="range_to_time").set_value((start + pd.Timedelta(minutes=30)).time())
+    end = start + pd.Timedelta(minutes=30)  # the end's own day: after 23:30 UTC it is the next one
+    at.date_input(key="range_to_day").set_value(end.date())
+    at.time_input(key="range_to_time").set_value(end.time())
     at.run()
     assert_no_exception(at)
     assert chart_spec(at, "Throughput")["data"]  # 30 minutes: raw events, drawn as the live chart is
 
-    at.time_input(key="range_to_time").set_value((start - pd.Timedelta(minutes=1)).time()).run()
+    before = start - pd.Timedelta(minutes=1)
+    at.date_input(key="range_to_day").set_value(before.date())
+    at.time_input(key="range_to_time").set_value(before.time()).run()
     assert_no_exception(at)
     assert any("must end after it starts" in w for w in texts(at.warning))
 
