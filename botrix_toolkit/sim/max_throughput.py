@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.sim.processes import SharedFlag, as_queue, process_url
 from botrix_toolkit.sim.scenarios import job_id
-from botrix_toolkit.sim.simulation import SharedFlag, as_queue, process_url
 
 logger = logging.getLogger(__name__)
 
@@ -175,13 +175,21 @@ def _measure_max_once(url: str, prefix: str, raw: bool, workers: int, batch: int
             process.start()
         ready = [SharedFlag(flags, slot) for slot in range(1, workers + 1)]
         deadline = time.monotonic() + 120
-        while not all(flag.is_set() for flag in ready):
+        # Workers ready and the producer's first chunk in: on a busy machine a
+        # spawned process takes seconds to start, which a warm-up must not count.
+        while not (all(flag.is_set() for flag in ready) and counters[0] > 0):
             if time.monotonic() > deadline or not all(p.is_alive() for p in processes):
                 raise RuntimeError("a --max measurement process did not start")
             time.sleep(0.05)
         time.sleep(warmup_s)
         added0, done0, t0 = counters[0], sum(counters[1:]), time.monotonic()
         time.sleep(measure_s)
+        # Counters move a chunk at a time: on a loaded machine one chunk can take
+        # longer than the window, so the window lasts until both have moved.
+        while counters[0] == added0 or sum(counters[1:]) == done0:
+            if time.monotonic() > deadline or not all(p.is_alive() for p in processes):
+                raise RuntimeError("a --max measurement made no progress")
+            time.sleep(0.01)
         added1, done1, t1 = counters[0], sum(counters[1:]), time.monotonic()
     finally:
         SharedFlag(flags, 0).set()
