@@ -5,23 +5,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import redis
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from botrix_toolkit.bench.cluster import run_cluster_benchmark
-from botrix_toolkit.bench.events import run_recorder_benchmark
-from botrix_toolkit.bench.frames import TARGET_RATIO, FrameBenchmarkResult, run_frame_benchmark
-from botrix_toolkit.bench.history_view import TARGET_MS as TARGET_HISTORY_MS
-from botrix_toolkit.bench.history_view import HistoryViewBenchmark, run_history_view_benchmark
-from botrix_toolkit.bench.monitor import run_monitor_benchmark
-from botrix_toolkit.bench.queue import Comparison, QueueBenchmark
 from botrix_toolkit.cli.common import server_options
 from botrix_toolkit.core.redaction import redact_url
 from botrix_toolkit.server.connect import configured_url
 from botrix_toolkit.server.embedded import throwaway_server
+
+# The benchmarks (pandas, pyarrow) are imported where they run, so that every
+# other `botrix` command starts without them.
+if TYPE_CHECKING:
+    from botrix_toolkit.bench.frames import FrameBenchmarkResult
+    from botrix_toolkit.bench.history_view import HistoryViewBenchmark
+    from botrix_toolkit.bench.queue import Comparison
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,6 +73,8 @@ def comparisons_table(title: str, comparisons: list[Comparison]) -> Table:
 
 
 def frames_table(result: FrameBenchmarkResult) -> Table:
+    from botrix_toolkit.bench.frames import TARGET_RATIO
+
     table = Table(title=f"pending_jobs_frame, {result.jobs:,} pending jobs, best of {len(result.raw_seconds)} each")
     for column in ("measure", "value", "rounds", "target"):
         table.add_column(column)
@@ -141,6 +144,8 @@ def monitor_cpu_table(results: dict[str, dict]) -> Table:
 
 
 def history_view_table(result: HistoryViewBenchmark) -> Table:
+    from botrix_toolkit.bench.history_view import TARGET_MS as TARGET_HISTORY_MS
+
     table = Table(title=f"dashboard 7-day view over {result.events:,} events ({result.files:,} files, "
                         f"{result.disk_mb:,.0f} MB, built in {result.build_s:.0f} s)")
     for column in ("step", "median", "runs (ms)", "target"):
@@ -159,6 +164,8 @@ def history_view_table(result: HistoryViewBenchmark) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
+    from botrix_toolkit.bench.history_view import run_history_view_benchmark
+
     sections = {name.strip() for name in args.only.split(",")}
     console = Console(width=max(Console().width, 120))
     if "history-view" in sections:
@@ -189,6 +196,12 @@ def _bench_server(url: str | None) -> Iterator[tuple[str, str]]:
 
 
 def _run_sections(args: argparse.Namespace, sections: set[str], url: str, console: Console) -> None:
+    from botrix_toolkit.bench.cluster import run_cluster_benchmark
+    from botrix_toolkit.bench.events import run_recorder_benchmark
+    from botrix_toolkit.bench.frames import run_frame_benchmark
+    from botrix_toolkit.bench.monitor import run_monitor_benchmark
+    from botrix_toolkit.bench.queue import QueueBenchmark
+
     client = redis.Redis.from_url(url)
     try:
         if "queue" in sections:

@@ -18,13 +18,15 @@ import signal
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.core.keys import DEFAULT_PREFIX
 from botrix_toolkit.core.redaction import redact_url
-from botrix_toolkit.monitor.service import MonitorService
 from botrix_toolkit.server.connect import resolve_url
+
+if TYPE_CHECKING:  # imported where it runs: other `botrix` commands start without pyarrow
+    from botrix_toolkit.monitor.service import MonitorService
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ def _start_metrics(service: MonitorService, host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from botrix_toolkit.monitor.service import MonitorService
+
     prefixes = [p.strip() for p in args.prefix.split(",") if p.strip()]
     if not prefixes:
         raise InvalidInputError(f"--prefix {args.prefix!r}: no queue prefix given")
