@@ -4,6 +4,11 @@ Every test that asks for ``redis_url`` (directly or through ``redis_client``
 or ``queue``) runs once per server: the embedded Valkey, plus each URL in
 ``BOTRIX_TEST_REDIS_URLS`` (comma separated), e.g. a real Redis 7 in CI. A
 listed URL that cannot be reached makes its tests fail, never skip.
+
+The suite runs in parallel (pytest-xdist, ``-n`` in pyproject.toml). Each
+worker process starts its own embedded Valkey; on a listed server, shared by
+every worker, each worker uses a database of its own (``worker_database``), so
+a test that counts keys or kills its clients sees only its worker's.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import pytest
@@ -34,6 +40,32 @@ TEST_URLS_ENV = "BOTRIX_TEST_REDIS_URLS"
 
 def _external_urls() -> list[str]:
     return [url.strip() for url in os.environ.get(TEST_URLS_ENV, "").split(",") if url.strip()]
+
+
+def worker_database() -> int:
+    """This pytest-xdist worker's database on a shared server: 0 for ``gw0`` (or no xdist), 1 for ``gw1``..."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw"))
+
+
+def _on_worker_database(url: str) -> str:
+    """``url`` (``redis://`` or ``rediss://``, whose path is the database number) moved on by this worker's number."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise pytest.UsageError(f"{TEST_URLS_ENV}: give redis:// or rediss:// URLs, not {redact_url(url)}")
+    given = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{given + worker_database()}"))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for ``-n auto``: two per core, as most tests spend their time waiting on a server or a browser."""
+    return 2 * (os.cpu_count() or 1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow first, the rest in their usual order: the parallel run then
+    ends on a few short tests rather than waiting on a long one started last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @functools.cache
@@ -100,7 +132,7 @@ def redis_url(request: pytest.FixtureRequest) -> str:
         url = server.url
         assert url is not None, "the session's embedded server has no state file"
         return url
-    return target
+    return _on_worker_database(target)
 
 
 @pytest.fixture

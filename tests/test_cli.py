@@ -41,6 +41,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
         EmbeddedServer(data_dir=tmp_path).stop()
 
 
+@pytest.mark.slow
 def test_server_start_status_stop_round_trip(home: Path) -> None:
     port = str(free_port())
 

@@ -120,6 +120,7 @@ def test_a_bad_folder_or_file_is_one_line_never_a_traceback(
 
     today = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
     day = partition_dir(history.folder, "rollup_counts", key_prefix, today, None)
+    day.mkdir(parents=True, exist_ok=True)  # just after midnight UTC, today has no rollups yet
     (day / "part-00000000000000000-broken.parquet").write_bytes(b"not parquet")
     monkeypatch.setenv(HISTORY_DIR_ENV, str(history.folder))
     at = run_page()

@@ -54,6 +54,7 @@ def test_the_code_passes_the_projects_linter() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # a fresh venv and pip install come first
 def test_the_quick_start_serves_the_dashboard_from_a_fresh_copy(tmp_path: Path) -> None:
     """The README's first command, exactly as written, in a copy of the repository with no venv."""

@@ -66,6 +66,7 @@ def test_burst_of_100k_is_fully_counted(redis_client: redis.Redis, channel: str,
     assert frame["job_id"].iloc[-1] == json.loads(payloads[-1])["job_id"]
 
 
+@pytest.mark.slow
 def test_keeps_up_with_a_flat_out_pipelined_publisher(redis_url: str, redis_client: redis.Redis,
                                                      channel: str) -> None:
     with EventRecorder(redis_client, channel=channel, maxlen=50_000) as rec:

@@ -10,6 +10,7 @@ import pandas.testing as pdt
 import pytest
 
 from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.core.reconnect import ReconnectRetry
 from botrix_toolkit.frames.event_frames import STATS_COLUMNS
 from botrix_toolkit.frames.job_frames import PENDING_COLUMNS, PROCESSING_COLUMNS
 
@@ -206,8 +207,9 @@ def test_frames_of_an_unreachable_server_raise_a_connection_error_naming_it(meth
     from botrix_toolkit.server.ports import free_port
 
     port = free_port()
+    # A short reconnect window: what is checked here is the message, the window has its own tests (test_reconnect.py)
     q = QueueService.from_url(f"redis://:topsecret@127.0.0.1:{port}/0", socket_timeout=1,
-                              socket_connect_timeout=1)
+                              socket_connect_timeout=1, retry=ReconnectRetry(window_s=0.2))
     with pytest.raises(ServerConnectionError) as caught:
         getattr(q, method)()
     assert f"127.0.0.1:{port}" in str(caught.value)

@@ -38,6 +38,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+@pytest.mark.slow
 def test_botrix_monitor_serves_metrics_on_its_metrics_port(
         redis_url: str, queue: QueueService, key_prefix: str, tmp_path: Path, monitors: list[Monitor]) -> None:
     port = free_port()

@@ -111,6 +111,7 @@ def test_counters_agree_with_throughput_however_the_events_are_chunked(
             mine["wait_s"].sum(), rel=1e-9, abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pieces", [1, 7, 60, 600])
 def test_wait_and_run_seconds_are_latency_s_however_the_events_are_chunked(
     recorded: pd.DataFrame, pieces: int

@@ -100,6 +100,7 @@ def test_kernel_runs_this_interpreter(kernel_name: str, tmp_path: Path) -> None:
     assert executed.cells[0].outputs[0]["text"].strip() == sys.executable
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPECTED)
 def test_notebook_runs(
     name: str, kernel_name: str, embedded_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch,

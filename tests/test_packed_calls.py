@@ -14,6 +14,7 @@ import redis
 from botrix_toolkit.core.errors import ServerTimeoutError
 from botrix_toolkit.core.packed_calls import PARK_LIMIT, PackedCalls
 from botrix_toolkit.core.queue import QueueService
+from tests.connections import kill_clients_on_this_database
 
 
 def test_single_job_cycle_goes_packed_and_survives_a_script_flush(queue: QueueService) -> None:
@@ -33,7 +34,7 @@ def test_a_killed_connection_is_retried_like_execute_command(queue: QueueService
     assert queue.dequeue_job().id == "k1"
     killer = redis.Redis.from_url(redis_url)
     try:
-        killed = killer.client_kill_filter(_type="normal", skipme=True)
+        killed = kill_clients_on_this_database(killer)
     finally:
         killer.close()
     assert killed >= 1

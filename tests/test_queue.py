@@ -25,6 +25,7 @@ from botrix_toolkit import (
     ServerConnectionError,
     WrongKeyTypeError,
 )
+from botrix_toolkit.core.reconnect import ReconnectRetry
 from tests.event_log import EventLog
 
 
@@ -446,8 +447,9 @@ def closed_port() -> Iterator[int]:
 
 
 def test_connection_errors_name_the_url_without_its_password(closed_port: int) -> None:
+    # A short reconnect window: what is checked here is the message, the window has its own tests (test_reconnect.py)
     service = QueueService.from_url(f"redis://:hunter2@127.0.0.1:{closed_port}/0", prefix="nowhere",
-                                    socket_connect_timeout=2)
+                                    socket_connect_timeout=2, retry=ReconnectRetry(window_s=0.2))
     try:
         assert service.health() is False
         for operation in (service.get_queue_length, service.dequeue_job, lambda: service.add_job({"id": "a"}),

@@ -155,6 +155,7 @@ def test_an_operation_during_a_server_restart_waits_and_succeeds(
         q.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_a_server_that_stays_down_fails_the_call_after_the_window() -> None:
     port = free_port()  # nothing listens there

@@ -81,6 +81,7 @@ def test_job_factory_is_reproducible_with_a_seed() -> None:
 
 # -- runs ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_conservation_with_failures_and_retries(queue: QueueService, tmp_path: Path) -> None:
     result = run_simulation(queue, "steady", duration_s=2, rate=100, failure_rate=0.3,
                             max_retries=1, seed=11, progress=False, **QUICK)
@@ -114,6 +115,7 @@ def test_conservation_with_failures_and_retries(queue: QueueService, tmp_path: P
     assert not events["data"].str.contains("password").any()
 
 
+@pytest.mark.slow
 def test_high_priority_waits_less_than_low_under_backlog(queue: QueueService) -> None:
     result = run_simulation(
         queue, "priority-starvation", duration_s=2, rate=300, workers=1, concurrency=2, batch=1,
@@ -125,6 +127,7 @@ def test_high_priority_waits_less_than_low_under_backlog(queue: QueueService) ->
     assert waits["high"] < waits["normal"] < waits["low"]
 
 
+@pytest.mark.slow
 def test_killed_worker_job_is_recovered_and_completes_once(queue: QueueService) -> None:
     result = run_simulation(
         queue, "worker-crash", duration_s=2.5, rate=80, crashes=1, crash_after_s=0.5,
@@ -153,6 +156,7 @@ def test_conservation_counts_queued_and_lost_jobs(queue: QueueService) -> None:
     assert counts["lost"] == 2 and counts["lost_ids"] == [ids[2], "run-000000003"]
 
 
+@pytest.mark.slow
 def test_job_count_without_duration(queue: QueueService) -> None:
     result = run_simulation(queue, "steady", jobs=30, rate=100, failure_rate=0, seed=2, **QUICK)
     assert result.scenario.duration_s is None
@@ -186,6 +190,7 @@ def test_jobs_without_a_duration_run_until_that_many_are_added() -> None:
     assert steady.with_overrides(rate=9.0).duration_s == steady.duration_s
 
 
+@pytest.mark.slow
 def test_max_measures_both_and_cleans_up(redis_url: str, key_prefix: str) -> None:
     found = measure_max_throughput(redis_url, workers=1, batches=200, measure_s=0.5, warmup_s=0.3,
                                    prefix=key_prefix)
@@ -198,6 +203,7 @@ def test_max_measures_both_and_cleans_up(redis_url: str, key_prefix: str) -> Non
         client.close()
 
 
+@pytest.mark.slow
 def test_cli_simulate_prints_summary_and_saves(redis_url: str, key_prefix: str,
                                                tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -233,6 +233,7 @@ def test_an_untrusted_certificate_is_refused_clearly(tls_port: int,
     q.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_plain_text_to_the_tls_port_fails_without_hanging(tls_port: int) -> None:
     q = QueueService.from_url(f"redis://127.0.0.1:{tls_port}/0", prefix=PREFIX, socket_timeout=2)

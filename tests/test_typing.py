@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".mypy_cache"
 
@@ -36,6 +38,7 @@ def installed_layout() -> Path:
     return tree
 
 
+@pytest.mark.slow
 def test_mypy_passes_over_the_package_with_its_dashboard() -> None:
     tree = installed_layout()
     # -p checks every module under the package: the dashboard's too, found through the link.

@@ -23,6 +23,8 @@ import pytest
 from botrix_toolkit.server.ports import free_port
 from tests.waiting import wait_for_dashboard
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 90
 

@@ -181,6 +181,7 @@ def test_abort_hands_held_jobs_back_with_their_priority(queue: QueueService) -> 
     assert "retries" not in queue.get_job(job_id).extra  # handing back is not a failure
 
 
+@pytest.mark.slow
 def test_outcome_is_reported_after_the_server_comes_back(tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     """A completion that cannot reach the server is sent again, not lost."""
