@@ -251,6 +251,7 @@ def test_a_hostile_queue_renders_and_sends_no_secret_nor_megabyte(dashboard_url:
 
 
 def test_a_jobs_whole_life_in_the_browser(dashboard_url: str, queue: QueueService) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect
 
     with browser_page(height=3400) as page:
@@ -262,13 +263,16 @@ def test_a_jobs_whole_life_in_the_browser(dashboard_url: str, queue: QueueServic
             """Waits until the picker lists the job (the page's recorder has seen it)."""
             deadline = time.monotonic() + 3 * WAIT_MS / 1000  # a new page starts its recorder
             while time.monotonic() < deadline:
-                # with no job to offer the picker is disabled: wait for the recorder's first
-                if picker.count() and picker.is_enabled():
-                    picker.click()
-                    if page.get_by_role("option", name=re.compile(rf"^{job_id} ·")).count():
+                try:
+                    # with no job to offer the picker is disabled: wait for the recorder's first
+                    if picker.count() and picker.is_enabled(timeout=5000):
+                        picker.click(timeout=5000)
+                        if page.get_by_role("option", name=re.compile(rf"^{job_id} ·")).count():
+                            page.keyboard.press("Escape")
+                            return
                         page.keyboard.press("Escape")
-                        return
-                    page.keyboard.press("Escape")
+                except PlaywrightTimeoutError:
+                    pass  # a rerun redrew the picker between two looks (a loaded machine): look again
                 page.wait_for_timeout(1000)
             raise AssertionError(f"the job picker never offered {job_id}")
 

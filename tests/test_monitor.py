@@ -184,7 +184,10 @@ def test_the_monitor_benchmark_writes_every_event_it_was_sent(redis_url: str) ->
     assert result["sent"] > 0
     assert result["written"] == result["received"] == result["sent"] and result["lost"] == 0
     assert result["files"] >= 2
-    assert 0 < result["compacted_bytes_per_million"] <= result["bytes_per_million"]
+    # Merged, the flushes are at most about as large: a short flat-out run flushes few
+    # large files, whose merged row group can lose a column's dictionary to its size
+    # limit and come out a fraction of a percent larger (seen under load).
+    assert 0 < result["compacted_bytes_per_million"] <= 1.01 * result["bytes_per_million"]
     # Where the CPU went, per event written: the threads that receive and write, and the server.
     cpu = result["cpu_us_per_event"]
     assert cpu["botrix-monitor-flush"] > 0 and cpu["botrix-event-recorder"] > 0 and cpu["server"] > 0
