@@ -15,6 +15,7 @@ from botrix_toolkit.core.errors import ServerTimeoutError
 from botrix_toolkit.core.packed_calls import PARK_LIMIT, PackedCalls
 from botrix_toolkit.core.queue import QueueService
 from tests.connections import kill_clients_on_this_database
+from tests.waiting import wait_for
 
 
 def test_single_job_cycle_goes_packed_and_survives_a_script_flush(queue: QueueService) -> None:
@@ -90,6 +91,16 @@ def _connections_named(redis_url: str, name: str) -> int:
         observer.close()
 
 
+def _wait_for_connections_named(redis_url: str, name: str, count: int) -> None:
+    """Waits until the server lists ``count`` connections named ``name``.
+
+    A client's close reaches the server's list only when the server next reads
+    the socket (later on a loaded machine); so does the connection of the
+    cluster check ``from_url`` makes with the same name and closes.
+    """
+    wait_for(lambda: _connections_named(redis_url, name) == count, f"{count} connections named {name!r}")
+
+
 def _in_use(client: redis.Redis) -> int:
     """Connections the pool counts as handed out (parked ones included)."""
     return len(client.connection_pool._in_use_connections)
@@ -130,7 +141,8 @@ def test_threads_each_use_a_connection_of_their_own_and_leave_at_most_the_limit_
         assert _connections_named(redis_url, name) <= 8 + PARK_LIMIT + 1
     finally:
         q.close()
-    assert _connections_named(redis_url, name) == 0 and _in_use(q.redis) == 0
+    _wait_for_connections_named(redis_url, name, 0)
+    assert _in_use(q.redis) == 0
 
 
 def test_many_short_lived_threads_and_services_on_one_client_leak_no_connection(
@@ -162,7 +174,7 @@ def test_many_short_lived_threads_and_services_on_one_client_leak_no_connection(
         assert _connections_named(redis_url, name) <= 10 + PARK_LIMIT + 1
     finally:
         client.close()
-    assert _connections_named(redis_url, name) == 0
+    _wait_for_connections_named(redis_url, name, 0)
 
 
 def test_a_client_dropped_without_close_takes_its_parked_connections_with_it(
@@ -178,7 +190,7 @@ def test_a_client_dropped_without_close_takes_its_parked_connections_with_it(
         assert q._packed._parking.idle
         del q, client
         gc.collect()
-    assert _connections_named(redis_url, name) == 0
+    _wait_for_connections_named(redis_url, name, 0)
 
 
 def test_a_parked_connection_the_server_closed_is_replaced_even_without_retries(
@@ -264,13 +276,13 @@ def test_disconnecting_the_pool_closes_the_parked_connections_too(redis_url: str
     try:
         q.add_jobs([{"id": "d1"}, {"id": "d2"}])
         assert q.dequeue_job().id == "d1" and q._packed._parking.idle
-        assert _connections_named(redis_url, name) == 1
+        _wait_for_connections_named(redis_url, name, 1)
         q.redis.connection_pool.disconnect()
-        assert _connections_named(redis_url, name) == 0
+        _wait_for_connections_named(redis_url, name, 0)
         assert q.dequeue_job().id == "d2"  # parked, disconnected: it connects again when used
     finally:
         q.close()
-    assert _connections_named(redis_url, name) == 0
+    _wait_for_connections_named(redis_url, name, 0)
 
 
 def test_blocking_and_small_pools_park_nothing_and_never_wait_on_a_parked_connection(
