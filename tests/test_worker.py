@@ -154,6 +154,11 @@ def test_invalid_settings_are_refused(queue: QueueService) -> None:
         Worker(queue, handlers.echo, concurrency=0)
     with pytest.raises(ValueError, match="lease_s"):
         Worker(queue, handlers.echo, lease_s=0)
+    # the message shows the argument's own value (it once showed max_retries's, 3)
+    with pytest.raises(ValueError, match=r"^lease_s must be a number of seconds > 0; got -1$"):
+        Worker(queue, handlers.echo, lease_s=-1)
+    with pytest.raises(ValueError, match=r"^poll_interval must be a number of seconds > 0; got 'fast'$"):
+        Worker(queue, handlers.echo, poll_interval="fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="handler"):
         Worker(queue, "not callable")  # type: ignore[arg-type]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from botrix_toolkit.core import queries
+from botrix_toolkit.core import arguments, queries
 from botrix_toolkit.core.clients import (
     RedisClient,
     get_raw,
@@ -93,8 +93,7 @@ class QueueService:
         ttl: int = DEFAULT_TTL,
         url: str | None = None,
     ) -> None:
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-            raise InvalidInputError(f"ttl must be a positive number of seconds; got {ttl!r}")
+        ttl = arguments.whole_number("ttl", ttl, 1)  # seconds, as Redis's EX takes them
         # Any redis-py client, decoding or not: the toolkit reads every reply as bytes (clients.py).
         client = require_client(client)
         if is_cluster_client(client):
@@ -279,8 +278,7 @@ class QueueService:
         time; what is stored for the Go service is unchanged (its JSON keeps
         the status it was added with, as Go's DequeueJob leaves it).
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidInputError(f"n must be a positive integer; got {n!r}")
+        arguments.whole_number("n", n, 1)
         jobs: list[Job] = []
         while len(jobs) < n:
             with self._script_head_errors:
@@ -527,8 +525,7 @@ class QueueService:
         ids put back; stalled jobs that cannot be served again (data expired or
         corrupt) are failed and logged.
         """
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
-            raise InvalidInputError(f"timeout_s must be a number of seconds >= 0; got {timeout_s!r}")
+        arguments.seconds("timeout_s", timeout_s, zero_allowed=True)
         keys = self.keys
         with self._script_head_errors:
             recovered, failed, left_held = self._scripts.recover_stalled(
@@ -684,8 +681,7 @@ class QueueService:
         One round trip, read only (queries.queue_gauges): what a metrics
         exporter refreshes every few seconds.
         """
-        if isinstance(lease_s, bool) or not isinstance(lease_s, (int, float)) or not lease_s > 0:
-            raise InvalidInputError(f"lease_s must be a number of seconds > 0; got {lease_s!r}")
+        arguments.seconds("lease_s", lease_s)
         ids = [validate_job_id(job_id) for job_id in candidates]
         with self._script_head_errors:
             return queries.queue_gauges(self.redis, self.keys, self._scripts, round(lease_s * 1000), ids)

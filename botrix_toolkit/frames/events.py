@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import redis
 
+from botrix_toolkit.core import arguments
 from botrix_toolkit.core.clients import RedisClient
 from botrix_toolkit.core.cluster_routing import node_client
 from botrix_toolkit.core.errors import InvalidInputError, ServerConnectionError
@@ -82,8 +83,7 @@ class EventRecorder:
             channel = keys.updates if isinstance(keys, QueueKeys) else QueueKeys(DEFAULT_PREFIX).updates
         if not isinstance(channel, str) or not channel:
             raise InvalidInputError(f"channel must be a non-empty string, got {channel!r}")
-        if not isinstance(maxlen, int) or maxlen < 1:
-            raise InvalidInputError(f"maxlen must be a positive int, got {maxlen!r}")
+        arguments.whole_number("maxlen", maxlen, 1)
         pool = getattr(client, "connection_pool", None)
         if pool is None or not hasattr(pool, "connection_kwargs"):
             raise InvalidInputError(

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from botrix_toolkit.core import arguments
 from botrix_toolkit.frames.analysis import (
     ADD_KINDS,
     PRIORITY_LEVELS,
@@ -119,9 +120,7 @@ class JobTracker:
     """
 
     def __init__(self, max_open_jobs: int = DEFAULT_MAX_OPEN_JOBS) -> None:
-        if isinstance(max_open_jobs, bool) or not isinstance(max_open_jobs, int) or max_open_jobs < 1:
-            raise ValueError(f"max_open_jobs must be a positive int, got {max_open_jobs!r}")
-        self.max_open_jobs = max_open_jobs
+        self.max_open_jobs = arguments.whole_number("max_open_jobs", max_open_jobs, 1)
         self._jobs = FollowedJobs()
         self._text = TextCodes()
         # Jobs whose last failure is undecided -> monotonic time it was left so; in the order deferred.

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from botrix_toolkit.core import arguments
 from botrix_toolkit.core.errors import BotrixError, InvalidInputError
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.monitor.exposition import (
@@ -91,9 +92,7 @@ class MonitorMetrics:
         max_open_jobs: int = DEFAULT_MAX_OPEN_JOBS,
         health_source: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
-        if isinstance(lease_s, bool) or not isinstance(lease_s, (int, float)) or not lease_s > 0:
-            raise InvalidInputError(f"lease_s must be a number of seconds > 0; got {lease_s!r}")
-        self.lease_s = float(lease_s)
+        self.lease_s = arguments.seconds("lease_s", lease_s)
         self.health_source = health_source
         self._lock = threading.Lock()
         self._queues: dict[str, QueueState] = {}

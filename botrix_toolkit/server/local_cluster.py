@@ -21,8 +21,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from botrix_toolkit.core import arguments
 from botrix_toolkit.core.cluster_routing import prefix_slot
-from botrix_toolkit.core.errors import EmbeddedServerError, InvalidInputError
+from botrix_toolkit.core.errors import EmbeddedServerError
 from botrix_toolkit.server.ports import HOST, port_is_free
 
 logger = logging.getLogger(__name__)
@@ -77,9 +78,7 @@ class LocalCluster:
     """
 
     def __init__(self, primaries: int = 3, data_dir: Path | str | None = None) -> None:
-        if isinstance(primaries, bool) or not isinstance(primaries, int) or primaries < 1:
-            raise InvalidInputError(f"primaries must be a positive integer; got {primaries!r}")
-        self.primaries = primaries
+        self.primaries = arguments.whole_number("primaries", primaries, 1)
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.ports: list[int] = []

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from botrix_toolkit.core import arguments
 from botrix_toolkit.core.errors import (
     AccessDeniedError,
     InvalidInputError,
@@ -85,23 +86,15 @@ class Worker:
         max_retries: int = 3,
         poll_interval: float = 0.2,
     ) -> None:
-        for name, value, minimum in (("concurrency", concurrency, 1), ("batch", batch, 1),
-                                     ("max_retries", max_retries, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InvalidInputError(f"{name} must be an integer >= {minimum}; got {value!r}")
-        for name, seconds in (("lease_s", lease_s), ("poll_interval", poll_interval)):
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-                raise InvalidInputError(
-                    f"{name} must be a positive number of seconds; got {value!r}")
         if not callable(handler):
             raise InvalidInputError(f"handler must be callable; got {handler!r}")
         self.q = q
         self.handler = handler
-        self.concurrency = concurrency
-        self.lease_s = float(lease_s)
-        self.batch = batch
-        self.max_retries = max_retries
-        self.poll_interval = float(poll_interval)
+        self.concurrency = arguments.whole_number("concurrency", concurrency, 1)
+        self.lease_s = arguments.seconds("lease_s", lease_s)
+        self.batch = arguments.whole_number("batch", batch, 1)
+        self.max_retries = arguments.whole_number("max_retries", max_retries, 0)
+        self.poll_interval = arguments.seconds("poll_interval", poll_interval)
         self.stats = WorkerStats()
         self._stopping = threading.Event()
         self._aborting = threading.Event()
