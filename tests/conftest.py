@@ -58,8 +58,9 @@ def _on_worker_database(url: str) -> str:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """Workers for ``-n auto``: two per core, as most tests spend their time waiting on a server or a browser."""
-    return 2 * (os.cpu_count() or 1)
+    """Workers for ``-n auto``: two per core, as most tests spend their time waiting on a server or a
+    browser; at most 16, the databases a Redis server has by default (one per worker, ``worker_database``)."""
+    return min(2 * (os.cpu_count() or 1), 16)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
