@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.core.errors import InvalidInputError, OperationError
 from botrix_toolkit.frames.dataset_layout import EVENTS_SCHEMA, TABLES, encode_prefix
 from botrix_toolkit.frames.event_frames import parse_event_messages
 from botrix_toolkit.frames.events import EventRecorder
@@ -362,7 +362,7 @@ def test_a_prepared_rollup_batch_is_taken_in_only_on_the_state_it_was_worked_out
     reference.add(second)
     thrown_away = builder.prepare(first)  # as for a batch whose write failed: never committed
     builder.commit(builder.prepare(first))
-    with pytest.raises(RuntimeError, match="stale"):
+    with pytest.raises(OperationError, match="stale"):  # a RuntimeError, as it was
         builder.commit(thrown_away)
     builder.commit(builder.prepare(second))
     for ours, theirs in zip(builder.close(None), reference.close(None), strict=True):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botrix_toolkit.core.cluster_routing import cluster_client
+from botrix_toolkit.core.errors import OperationError
 from botrix_toolkit.core.node_pipelines import queue_pipeline
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.server.local_cluster import LocalCluster, spread_prefixes
@@ -99,7 +100,7 @@ def _measure(url: str, prefixes: list[str], batch: int, warmup_s: float, measure
         deadline = time.monotonic() + 120
         while not all(flags[1:]):
             if time.monotonic() > deadline or not all(p.is_alive() for p in processes):
-                raise RuntimeError("a cluster benchmark process did not start")
+                raise OperationError("a cluster benchmark process did not start")
             time.sleep(0.05)
         time.sleep(warmup_s)
         done0, t0 = sum(counters[1:]), time.monotonic()

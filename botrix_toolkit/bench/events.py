@@ -22,6 +22,7 @@ from typing import Any
 import hiredis
 import redis
 
+from botrix_toolkit.core.errors import OperationError
 from botrix_toolkit.frames.events import EventRecorder
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def flat_out_publisher(url: str, channel: str, seconds: float, count: int) -> It
     proc.start()
     try:
         if not ready.wait(60):
-            raise RuntimeError("benchmark publisher did not start")
+            raise OperationError("benchmark publisher did not start")
         go.set()
         yield FlatOutPublisher(proc, results, seconds)
     finally:

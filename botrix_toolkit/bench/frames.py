@@ -22,6 +22,7 @@ import pandas as pd
 import redis
 
 from botrix_toolkit.core.cleanup import delete_keys_under
+from botrix_toolkit.core.errors import OperationError
 from botrix_toolkit.core.queue import QueueService
 
 CHUNK = 10_000
@@ -109,7 +110,7 @@ def _status_mib(field: str) -> float:
         for line in status:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    raise OperationError(f"no {field} in /proc/self/status")
 
 
 def peak_memory_mib(url: str, prefix: str) -> float:

@@ -34,6 +34,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from botrix_toolkit.core.errors import OperationError
 from botrix_toolkit.frames.history import open_dataset
 from botrix_toolkit.monitor.maintenance import compact
 from botrix_toolkit.monitor.metrics import BackgroundCounting, metrics_for_service
@@ -168,7 +169,7 @@ def _flush_on_a_thread(service: MonitorService) -> float:
     thread.start()
     thread.join()
     if not cpu_s:
-        raise RuntimeError("the backlog flush failed: see the log")
+        raise OperationError("the backlog flush failed: see the log")
     return cpu_s[0]
 
 

@@ -39,6 +39,18 @@ class SlotMovingError(ServerConnectionError):
     """On a Redis Cluster, the queue's keys are being moved to another node: nothing was changed, retry shortly."""
 
 
+class MissingKeyError(BotrixError, KeyError):
+    """A mapping given to the toolkit lacks a key it needs (a stats dict without ``queue_length``)."""
+
+
+class OperationError(BotrixError, RuntimeError):
+    """A step the toolkit runs itself did not finish as it must.
+
+    A measurement process that did not start or made no progress, a rollup
+    batch taken out of order, a compaction that wrote fewer rows than it read.
+    """
+
+
 class EmbeddedServerError(BotrixError, RuntimeError):
     """The embedded Valkey server could not be started or found."""
 

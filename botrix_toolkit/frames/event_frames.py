@@ -24,6 +24,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from botrix_toolkit.core.errors import InvalidInputError, MissingKeyError
 from botrix_toolkit.core.json_depth import nests_too_deep, too_deep_message
 from botrix_toolkit.core.redaction import may_hold_secret, redact, redact_text
 
@@ -128,7 +129,7 @@ def parse_event_messages(
     else:
         received = received_at_ns
         if len(received) != n:
-            raise ValueError(
+            raise InvalidInputError(
                 f"received_at_ns has {len(received)} values, expected one per message ({n})"
             )
     out = ParsedEvents()
@@ -313,13 +314,13 @@ def stats_frame_from(stats: Mapping[str, Any], timestamp: datetime | pd.Timestam
     """A one-row stats frame (columns ``STATS_COLUMNS``) from a ``get_queue_stats()`` dict.
 
     ``timestamp`` is when the snapshot was taken; a naive time is taken as UTC.
-    Raises KeyError naming the missing stat when ``stats`` lacks one.
+    Raises MissingKeyError (a KeyError) naming the missing stat when ``stats`` lacks one.
     """
     row: dict[str, Any] = {"timestamp": pd.to_datetime([timestamp], utc=True)}
     for name in STATS_COLUMNS:
         if name == "timestamp":
             continue
         if name not in stats:
-            raise KeyError(f"stats dict has no {name!r}; expected keys {list(STATS_COLUMNS)[1:]}")
+            raise MissingKeyError(f"stats dict has no {name!r}; expected keys {list(STATS_COLUMNS)[1:]}")
         row[name] = [int(stats[name])]
     return pd.DataFrame(row).astype(STATS_COLUMNS)

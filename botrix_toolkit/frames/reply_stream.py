@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from botrix_toolkit.core.errors import BotrixError
+
 logger = logging.getLogger(__name__)
 
 #: How every pub/sub message reply starts (RESP2).
@@ -38,7 +40,7 @@ RUN_BYTES = 4 << 20
 _LARGE_BINARY = pa.large_binary()
 
 
-class ReplyStreamError(ValueError):
+class ReplyStreamError(BotrixError, ValueError):
     """The reply stream is not valid RESP2 at some position."""
 
 

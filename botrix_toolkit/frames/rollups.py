@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from botrix_toolkit.core.errors import OperationError
 from botrix_toolkit.frames.analysis import JobRows
 from botrix_toolkit.frames.dataset_layout import ROLLUP_COUNTS_SCHEMA, ROLLUP_LATENCY_SCHEMA
 
@@ -189,7 +190,7 @@ class RollupBuilder:
     def commit(self, batch: RollupBatch) -> None:
         """Take in a batch ``prepare`` worked out from the state as it still is."""
         if batch.generation != self._generation:
-            raise RuntimeError("a rollup batch was prepared before another was taken in: it is stale")
+            raise OperationError("a rollup batch was prepared before another was taken in: it is stale")
         self._generation += 1
         if batch.taken is None:
             return

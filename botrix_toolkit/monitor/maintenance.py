@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from botrix_toolkit.core.errors import OperationError
 from botrix_toolkit.frames.dataset_layout import PART_SUFFIX, STAGING, TABLES, first_row_us, part_name
 from botrix_toolkit.monitor.dataset_writer import COMPRESSION, fsync_dir
 
@@ -141,7 +142,7 @@ def compact_partition(
     written = pq.read_metadata(target).num_rows
     if written != rows:
         shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError(f"compaction of {partition.path}: wrote {written} rows of {rows}")
+        raise OperationError(f"compaction of {partition.path}: wrote {written} rows of {rows}")
     with lock:
         merged_names = {f.name for f in files}
         for kept in partition.path.glob(f"*{PART_SUFFIX}"):

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from botrix_toolkit.core.errors import OperationError
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.sim.processes import SharedFlag, as_queue, process_url
 from botrix_toolkit.sim.scenarios import job_id
@@ -179,7 +180,7 @@ def _measure_max_once(url: str, prefix: str, raw: bool, workers: int, batch: int
         # spawned process takes seconds to start, which a warm-up must not count.
         while not (all(flag.is_set() for flag in ready) and counters[0] > 0):
             if time.monotonic() > deadline or not all(p.is_alive() for p in processes):
-                raise RuntimeError("a --max measurement process did not start")
+                raise OperationError("a --max measurement process did not start")
             time.sleep(0.05)
         time.sleep(warmup_s)
         added0, done0, t0 = counters[0], sum(counters[1:]), time.monotonic()
@@ -188,7 +189,7 @@ def _measure_max_once(url: str, prefix: str, raw: bool, workers: int, batch: int
         # longer than the window, so the window lasts until both have moved.
         while counters[0] == added0 or sum(counters[1:]) == done0:
             if time.monotonic() > deadline or not all(p.is_alive() for p in processes):
-                raise RuntimeError("a --max measurement made no progress")
+                raise OperationError("a --max measurement made no progress")
             time.sleep(0.01)
         added1, done1, t1 = counters[0], sum(counters[1:]), time.monotonic()
     finally:

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from botrix_toolkit.core.clients import mget_raw
-from botrix_toolkit.core.errors import AccessDeniedError, ServerConnectionError
+from botrix_toolkit.core.errors import AccessDeniedError, InvalidInputError, OperationError, ServerConnectionError
 from botrix_toolkit.core.node_pipelines import run_on_queue_node
 from botrix_toolkit.core.queue import QueueService
 from botrix_toolkit.core.redaction import redact_url
@@ -261,7 +261,7 @@ def run_simulation(
     seed = scenario.seed if scenario.seed is not None else random.SystemRandom().randrange(2**31)
     q, own_q = as_queue(q_or_url, prefix)
     if q.url is None:
-        raise ValueError("run_simulation needs a QueueService made with from_url (or a URL): "
+        raise InvalidInputError("run_simulation needs a QueueService made with from_url (or a URL): "
                          "the worker processes connect on their own")
     try:
         run = _Run(q, process_url(q), scenario, seed)
@@ -323,10 +323,10 @@ def _wait_ready(workers: list[_WorkerProcess], producer: Any, timeout: float = 1
         while not handle.ready.wait(0.1):
             for process in (handle.process, producer):
                 if not process.is_alive():
-                    raise RuntimeError(f"simulation process {process.name} exited with code "
+                    raise OperationError(f"simulation process {process.name} exited with code "
                                        f"{process.exitcode} before the run started")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"worker process {handle.slot} not ready after {timeout:.0f}s")
+                raise OperationError(f"worker process {handle.slot} not ready after {timeout:.0f}s")
 
 
 def _coordinate(run: _Run, producer: Any, progress: RunProgressCallback | None) -> None:
