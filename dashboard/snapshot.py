@@ -131,7 +131,7 @@ def connection_problem(message: str, server: str) -> str:
 
 def queue_figures(snapshot: QueueSnapshot) -> dict[str, go.Figure]:
     """The figures drawn from the queue itself: the priority distribution."""
-    return {"priority": plots.priority_distribution(snapshot.stats)}
+    return {"priority": plots.priority_distribution_figure(snapshot.stats)}
 
 
 def activity_figures(live: Activity) -> dict[str, go.Figure]:

@@ -88,7 +88,7 @@ def all_queues_view(settings: state.Settings) -> None:
     for start in range(0, len(stats), 3):
         for column, (_, row) in zip(st.columns(3), stats.iloc[start : start + 3].iterrows()):
             with column:
-                figure = plots.priority_distribution(row.to_dict())
+                figure = plots.priority_distribution_figure(row.to_dict())
                 figure.update_layout(title=f"{row['queue']}: pending by priority")
                 st.plotly_chart(figure, key=f"priority-{row['queue']}")
 

@@ -15,7 +15,7 @@ from botrix_toolkit.frames.plots import (
     NO_DATA_TEXT,
     PRIORITY_COLORS,
     latency_figure,
-    priority_distribution,
+    priority_distribution_figure,
     queue_depth_figure,
     throughput_figure,
 )
@@ -67,7 +67,7 @@ def annotation_texts(figure) -> list[str]:
 def test_priority_distribution_bars_equal_the_counts_with_fixed_colours() -> None:
     stats = {"queue_length": 10, "processing_count": 3, "high_priority": 4, "normal_priority": 5,
              "low_priority": 1, "ttl_seconds": 3600}
-    figure = priority_distribution(stats)
+    figure = priority_distribution_figure(stats)
     assert [trace.name for trace in figure.data] == ["high", "normal", "low"]
     assert [list(trace.y) for trace in figure.data] == [[4], [5], [1]]
     assert [trace.marker.color for trace in figure.data] == [PRIORITY_COLORS[level]
@@ -76,13 +76,13 @@ def test_priority_distribution_bars_equal_the_counts_with_fixed_colours() -> Non
 
 
 def test_priority_distribution_from_a_stats_frame_draws_the_latest_row() -> None:
-    figure = priority_distribution(stats_frame([(0, 9, 9, 9, 0), (1, 2, 0, 7, 1)]))
+    figure = priority_distribution_figure(stats_frame([(0, 9, 9, 9, 0), (1, 2, 0, 7, 1)]))
     assert [list(trace.y) for trace in figure.data] == [[2], [0], [7]]
 
 
 def test_priority_distribution_rejects_a_dict_without_levels() -> None:
     with pytest.raises(InvalidInputError, match="low_priority"):
-        priority_distribution({"high_priority": 1, "normal_priority": 2})
+        priority_distribution_figure({"high_priority": 1, "normal_priority": 2})
 
 
 def test_throughput_figure_plots_jobs_per_second_for_each_series() -> None:
@@ -149,7 +149,7 @@ def test_an_empty_queue_depth_has_a_zero_to_one_axis_over_a_minute() -> None:
 
 
 @pytest.mark.parametrize("draw", [
-    lambda: priority_distribution(stats_frame([(0, 0, 0, 0, 0)]).iloc[:0]),
+    lambda: priority_distribution_figure(stats_frame([(0, 0, 0, 0, 0)]).iloc[:0]),
     lambda: throughput_figure(throughput(make_events([]))),
     lambda: latency_figure(latency(make_events([]))),
     lambda: queue_depth_figure(queue_depth(stats_frame([(0, 0, 0, 0, 0)]).iloc[:0])),
@@ -187,8 +187,17 @@ def test_plots_and_analysis_import_neither_redis_nor_streamlit() -> None:
 
 
 def test_priority_distribution_of_an_empty_queue_says_so() -> None:
-    figure = priority_distribution({"high_priority": 0, "normal_priority": 0, "low_priority": 0})
+    figure = priority_distribution_figure({"high_priority": 0, "normal_priority": 0, "low_priority": 0})
     assert [a.text for a in figure.layout.annotations] == ["queue empty"]
     assert tuple(figure.layout.yaxis.range) == (0, 1)
-    busy = priority_distribution({"high_priority": 1, "normal_priority": 0, "low_priority": 0})
+    busy = priority_distribution_figure({"high_priority": 1, "normal_priority": 0, "low_priority": 0})
     assert not busy.layout.annotations
+
+
+def test_the_old_name_of_the_priority_figure_warns_and_draws_the_same() -> None:
+    from botrix_toolkit.frames.plots import priority_distribution
+
+    stats = {"high_priority": 1, "normal_priority": 2, "low_priority": 3}
+    with pytest.warns(DeprecationWarning, match="priority_distribution_figure"):
+        old = priority_distribution(stats)
+    assert old.to_dict() == priority_distribution_figure(stats).to_dict()

@@ -10,6 +10,7 @@ every few seconds keeps the user's zoom and legend choices.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -75,7 +76,7 @@ def _no_data(figure: go.Figure) -> go.Figure:
     return figure
 
 
-def priority_distribution(stats: pd.DataFrame | Mapping[Any, Any]) -> go.Figure:
+def priority_distribution_figure(stats: pd.DataFrame | Mapping[Any, Any]) -> go.Figure:
     """Bar chart of pending jobs per priority level.
 
     ``stats`` is a ``get_queue_stats()`` dict or a stats frame (its last row, the
@@ -238,3 +239,10 @@ def latency_trend_figure(trend: pd.DataFrame, kind: str = "wait") -> go.Figure:
             ))
     figure.add_traces(traces)
     return figure if figure.data else _no_data(figure)
+
+
+def priority_distribution(stats: pd.DataFrame | Mapping[Any, Any]) -> go.Figure:
+    """The old name of ``priority_distribution_figure``, kept for one release."""
+    warnings.warn("plots.priority_distribution is now plots.priority_distribution_figure; the old name "
+                  "goes in the next release", DeprecationWarning, stacklevel=2)
+    return priority_distribution_figure(stats)
