@@ -32,20 +32,20 @@ from botrix_toolkit.core.models import Job, JobStatus, Priority
 from botrix_toolkit.core.queue import QueueService
 
 if TYPE_CHECKING:
+    from botrix_toolkit.core.worker import Worker
     from botrix_toolkit.frames import analysis, plots
     from botrix_toolkit.frames.events import EventRecorder
     from botrix_toolkit.frames.groups import QueueGroup
     from botrix_toolkit.frames.history import RecordedEvents
     from botrix_toolkit.server.connect import connect
     from botrix_toolkit.sim.simulation import run_simulation
-    from botrix_toolkit.sim.worker import Worker
 
 # name -> (module, attribute or None for the module itself), imported on first use
 _LAZY: dict[str, tuple[str, str | None]] = {
     "EventRecorder": ("botrix_toolkit.frames.events", "EventRecorder"),
     "QueueGroup": ("botrix_toolkit.frames.groups", "QueueGroup"),
     "RecordedEvents": ("botrix_toolkit.frames.history", "RecordedEvents"),
-    "Worker": ("botrix_toolkit.sim.worker", "Worker"),
+    "Worker": ("botrix_toolkit.core.worker", "Worker"),
     "connect": ("botrix_toolkit.server.connect", "connect"),
     "run_simulation": ("botrix_toolkit.sim.simulation", "run_simulation"),
     "analysis": ("botrix_toolkit.frames.analysis", None),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The retry count a Worker keeps in the job (botrix_toolkit.sim.worker.RETRIES_FIELD).
+# The retry count a Worker keeps in the job (botrix_toolkit.core.worker.RETRIES_FIELD).
 RETRIES_FIELD = "retries"
 EVENT_COLUMNS = ("received_at", "event", "status", "priority", "detail")
 # Event data keys shown in the "detail" column, besides job_id and status.

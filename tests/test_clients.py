@@ -22,9 +22,9 @@ import redis.asyncio
 
 from botrix_toolkit import InvalidInputError, QueueService
 from botrix_toolkit.core.cleanup import delete_keys_under
+from botrix_toolkit.core.worker import Worker
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.frames.groups import QueueGroup
-from botrix_toolkit.sim.worker import Worker
 from tests import waiting
 
 # id -> keyword arguments of redis.Redis.from_url

@@ -27,10 +27,10 @@ from botrix_toolkit.core.cluster_routing import (
     prefix_slot,
     require_hash_tag,
 )
+from botrix_toolkit.core.worker import Worker
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.frames.groups import QueueGroup
 from botrix_toolkit.server.local_cluster import LocalCluster, spread_prefixes
-from botrix_toolkit.sim.worker import Worker
 from tests.waiting import wait_for
 
 

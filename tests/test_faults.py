@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from botrix_toolkit import QueueService, ServerConnectionError, ServerTimeoutError
+from botrix_toolkit.core.worker import Worker
 from botrix_toolkit.frames.events import EventRecorder
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
-from botrix_toolkit.sim.worker import Worker
 from tests.aof import fsync_always
 from tests.waiting import wait_for
 

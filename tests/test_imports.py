@@ -41,5 +41,5 @@ def test_queue_operations_and_worker_import_no_frame_libraries(redis_url: str, k
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["job"] == "light" and report["status"] == "completed", "dequeue_job really ran"
-    assert report["worker"] == "botrix_toolkit.sim.worker"
+    assert report["worker"] == "botrix_toolkit.core.worker"
     assert report["heavy"] == [], f"imported by the queue operations: {report['heavy']}"

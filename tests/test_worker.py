@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -15,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.core.worker import RETRIES_FIELD, Worker
 from botrix_toolkit.server.embedded import EmbeddedServer
 from botrix_toolkit.server.ports import free_port
-from botrix_toolkit.sim.worker import RETRIES_FIELD, Worker
 from tests import handlers
 from tests.waiting import wait_for
 
@@ -190,7 +191,7 @@ def test_abort_hands_held_jobs_back_with_their_priority(queue: QueueService) -> 
 def test_outcome_is_reported_after_the_server_comes_back(tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     """A completion that cannot reach the server is sent again, not lost."""
-    caplog.set_level(logging.WARNING, logger="botrix_toolkit.sim.worker")
+    caplog.set_level(logging.WARNING, logger="botrix_toolkit.core.worker")
     server = EmbeddedServer(data_dir=tmp_path, port=free_port())
     url = server.start()
     q = QueueService.from_url(url, prefix="outage:jobs", socket_timeout=2)
@@ -320,3 +321,10 @@ def test_a_poison_job_among_good_ones_is_failed_and_the_good_ones_completed(
     assert queue.get_job_status(poison) == "failed"
     assert queue.get_processing_count() == 0 and queue.get_queue_length() == 0
     assert "poison" in err and "deeper than" in err  # the reason is logged
+
+
+def test_the_old_module_of_worker_warns_and_gives_the_same_class() -> None:
+    sys.modules.pop("botrix_toolkit.sim.worker", None)
+    with pytest.warns(DeprecationWarning, match="botrix_toolkit.core.worker"):
+        old = importlib.import_module("botrix_toolkit.sim.worker")
+    assert old.Worker is Worker and old.RETRIES_FIELD == RETRIES_FIELD

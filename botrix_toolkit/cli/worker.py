@@ -9,8 +9,8 @@ import sys
 
 from botrix_toolkit.cli.common import queue_options
 from botrix_toolkit.core.errors import InvalidInputError
+from botrix_toolkit.core.worker import Handler, Worker
 from botrix_toolkit.server.connect import connect
-from botrix_toolkit.sim.worker import Handler, Worker
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -21,8 +21,8 @@ from botrix_toolkit.core.cluster_routing import node_client
 from botrix_toolkit.core.errors import AccessDeniedError, ServerConnectionError
 from botrix_toolkit.core.models import Job
 from botrix_toolkit.core.queue import QueueService
+from botrix_toolkit.core.worker import Worker
 from botrix_toolkit.sim.scenarios import JobFactory, Scenario, service_time
-from botrix_toolkit.sim.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def child_setup(log_level: int) -> None:
                         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     # Simulated failures are expected: one warning per retry would drown the display.
     if log_level > logging.DEBUG:
-        logging.getLogger("botrix_toolkit.sim.worker").setLevel(logging.ERROR)
+        logging.getLogger("botrix_toolkit.core.worker").setLevel(logging.ERROR)
 
 
 def producer_main(url: str, prefix: str, scenario: Scenario, run_tag: str, seed: int,
