@@ -64,9 +64,20 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow first, the rest in their usual order: the parallel run then
-    ends on a few short tests rather than waiting on a long one started last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Tests marked slow first, the rest in their usual order, and the browser tests spread evenly through it all.
+
+    Slow first: the parallel run then ends on a few short tests rather than
+    waiting on a long one started last. Browser tests apart: each drives a
+    dashboard in Chromium, and several at once among the slow tests starved the
+    page of CPU for longer than a click may wait (seen in CI).
+    """
+    browser = [item for item in items if item.get_closest_marker("browser")]
+    ordered = sorted((item for item in items if not item.get_closest_marker("browser")),
+                     key=lambda item: item.get_closest_marker("slow") is None)
+    step = len(ordered) // (len(browser) + 1)
+    for number, test in enumerate(browser, start=1):
+        ordered.insert(number * step + number - 1, test)
+    items[:] = ordered
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from botrix_toolkit.server.ports import free_port
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser  # spread through the run, not started first (conftest.py)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -36,7 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACT = REPO / "test-artifacts" / "dashboard.png"
 STARTUP_TIMEOUT_S = 60
-WAIT_MS = 30_000  # UI waits: generous, the machine is shared
+WAIT_MS = 60_000  # UI waits: generous, the machine is shared and the suite runs in parallel
 LIFE_ARTIFACT = REPO / "test-artifacts" / "dashboard-job-life.png"
 UNREACHABLE_ARTIFACT = REPO / "test-artifacts" / "dashboard-unreachable.png"
 SECRET = "hunter2-Secret-7f3a"
