@@ -134,10 +134,8 @@ class Worker:
         certificate or a command (ACL NOPERM) raises AccessDeniedError, as
         waiting would not mend it (jobs held then are recovered when stalled).
         """
-        if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int)
-                                     or max_jobs < 1):
-            raise InvalidInputError(
-                f"max_jobs must be a positive integer or None; got {max_jobs!r}")
+        if max_jobs is not None:
+            arguments.whole_number("max_jobs", max_jobs, 1)
         self.stats = WorkerStats()
         self._stopping.clear()
         self._aborting.clear()

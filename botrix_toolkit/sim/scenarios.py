@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botrix_toolkit.core import arguments
 from botrix_toolkit.core.errors import InvalidInputError
 from botrix_toolkit.core.models import Priority
 from botrix_toolkit.core.settings import bundled_data_dir
@@ -183,16 +184,9 @@ def _check(s: Scenario) -> None:
         positive(name, getattr(s, name))
     for name in ("burst_rate", "service_sigma", "drain_s", "crash_after_s"):
         positive(name, getattr(s, name), allow_zero=True)
-    for name in ("workers", "concurrency", "batch", "count_min", "users"):
-        value = getattr(s, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInputError(
-                f"scenario {s.name!r}: {name} must be an integer >= 1; got {value!r}")
-    for name in ("max_retries", "crashes"):
-        value = getattr(s, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInputError(
-                f"scenario {s.name!r}: {name} must be an integer >= 0; got {value!r}")
+    for name, minimum in (("workers", 1), ("concurrency", 1), ("batch", 1), ("count_min", 1), ("users", 1),
+                          ("max_retries", 0), ("crashes", 0)):
+        arguments.whole_number(f"scenario {s.name!r}: {name}", getattr(s, name), minimum)
     if s.count_max < s.count_min:
         raise InvalidInputError(
             f"scenario {s.name!r}: count_max {s.count_max} < count_min {s.count_min}")
